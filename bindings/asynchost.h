@@ -1,0 +1,185 @@
+/*
+** What the C files of asynchost share, and nothing else.
+**
+** The core model (see docs/design.md):
+** - A future is pending until it is done (values), failed (an error value)
+**   or cancelled.  Whoever waits on it hangs an ah_waiter on its list;
+**   completion calls each waiter once, in FIFO order.
+** - A task is a future driving one coroutine.  A suspended task has exactly
+**   one wait, described by a hook that undoes it (stop the timer, unlink
+**   the waiter...).  Completing the wait (ah_wake) or cancelling the task
+**   ends it, once: the hook is cleared and the task goes to the ready queue.
+** - The scheduler runs the ready queue from a uv_check handle, one batch per
+**   loop turn: what becomes ready while a batch runs waits for the next turn.
+*/
+#ifndef AH_INTERNAL_H
+#define AH_INTERNAL_H
+
+#include <stdint.h>
+#include <uv.h>
+#include "lua.h"
+#include "lauxlib.h"
+
+#ifndef AH_VERSION_STRING
+#define AH_VERSION_STRING "0.1.0"
+#endif
+
+#define AH_TASK_MT    "asynchost.Task"
+#define AH_FUTURE_MT  "asynchost.Future"
+#define AH_SCHED_KEY  "asynchost.sched"
+
+typedef struct ah_sched ah_sched;
+typedef struct ah_future ah_future;
+typedef struct ah_task ah_task;
+typedef struct ah_waiter ah_waiter;
+
+/* states of a future (and so of a task) */
+enum { AH_PENDING, AH_DONE, AH_FAILED, AH_CANCELLED };
+
+/* how a suspended task was woken */
+enum { AH_WAKE_OK, AH_WAKE_CANCEL, AH_WAKE_ERROR };
+
+/* Called once when the future it hangs on completes; 'f' is already done.
+** Runs with the scheduler's main state on top; must not raise. */
+typedef void (*ah_waitfn) (ah_sched *S, ah_waiter *w, ah_future *f);
+
+struct ah_waiter {
+  ah_waiter *prev, *next;  /* in the future's list */
+  ah_waitfn fn;
+};
+
+typedef struct ah_wlist {  /* waiters, FIFO */
+  ah_waiter *head, *tail;
+} ah_wlist;
+
+/* Undoes the wait of a suspended task that is being cancelled. */
+typedef void (*ah_unwaitfn) (ah_sched *S, ah_task *t);
+
+enum { AH_KIND_FUTURE, AH_KIND_TASK, AH_KIND_GATHER };
+
+struct ah_future {
+  unsigned char istask;
+  unsigned char kind;       /* AH_KIND_* */
+  unsigned char state;      /* AH_PENDING ... */
+  unsigned char retrieved;  /* its error was seen (awaited, exception()) */
+  unsigned char hascb;      /* Lua done callbacks in the extras table */
+  int nres;                 /* number of results, or 1 for the error */
+  ah_wlist waiters;
+};
+
+struct ah_task {
+  ah_future f;
+  lua_State *co;            /* its coroutine (user value 1 keeps it alive) */
+  ah_sched *S;
+  /* the current wait */
+  ah_unwaitfn unwait;       /* NULL when not waiting */
+  const char *waitwhat;     /* for dumps: "sleep", "a task"... */
+  void *waitobj;            /* what the wait is on, for 'unwait' */
+  ah_waiter w;              /* hangs on what it waits for */
+  uint64_t deadline;        /* of a sleep, uv_hrtime() units */
+  int waitref;              /* registry ref of the awaited future */
+  int heapidx;              /* in the timer heap, or -1 */
+  int liveidx;              /* in the live-task table, or 0 */
+  int spawnline;            /* line of the spawn call */
+  unsigned int seq;         /* spawn order; tie-break of equal deadlines */
+  unsigned int gen;         /* bumped at every wait: wake-ups are single-use */
+  unsigned short ncancel;   /* cancel requests in force (cancelling()) */
+  unsigned char wake;       /* AH_WAKE_* of the last wake-up */
+  unsigned char queued;     /* in the ready queue */
+  unsigned char started;
+  unsigned char mustcancel; /* raise CancelledError at the next await */
+  unsigned char swallowed;  /* a CancelledError was caught by pcall */
+  unsigned char outcome;    /* state its body ended with */
+};
+
+struct ah_sched {
+  lua_State *L;             /* the main thread */
+  uv_loop_t *loop;
+  int ownloop;              /* we created 'loop' and must close it */
+  uv_check_t check;         /* runs the ready queue */
+  uv_idle_t idle;           /* active while tasks are ready: poll won't block */
+  uv_timer_t timer;         /* the earliest deadline of the timer heap */
+  uv_signal_t sigint;
+  ah_task *current;         /* the running task */
+  ah_task **ready;          /* ring buffer of ready tasks */
+  size_t rhead, rcount, rcap;
+  ah_task **heap;           /* min-heap on (deadline, seq) */
+  int nheap, heapcap;
+  unsigned int seq;
+  int liveref;              /* registry ref of the live-task array */
+  int nlive;                /* tasks not yet done */
+  int cbref;                /* registry ref of the done-callback queue */
+  int cbhead, cbtail;
+  int closing;              /* handles being closed */
+  int interrupted;          /* SIGINT count */
+  ah_task *main;            /* task run by ah_runtask, for SIGINT */
+  uint64_t t0;              /* uv_hrtime() at creation: loop_time() origin */
+};
+
+/* what an await yields, so that user coroutines pass it on */
+#define AH_YIELDMARK  ((void *)&ah_yieldmark)
+extern const char ah_yieldmark;
+
+/* sched.c: the scheduler */
+ah_sched *ah_sched_get (lua_State *L);
+ah_sched *ah_sched_new (lua_State *L, uv_loop_t *loop);
+void ah_sched_close (ah_sched *S);
+void ah_closewalk (uv_handle_t *h, void *arg);
+void ah_noidle (uv_idle_t *h);
+void ah_ready (ah_sched *S, ah_task *t);
+int ah_wait (ah_task *t, ah_unwaitfn unwait, void *obj, const char *what);
+void ah_wake (ah_task *t, int how);
+int ah_suspend (lua_State *L, lua_KFunction k, lua_KContext ctx);
+void ah_checkwake (lua_State *L, ah_task *t);
+ah_task *ah_current (lua_State *L, const char *fname);
+void ah_sleep (ah_task *t, double seconds);
+int ah_runtask1 (lua_State *L, int nargs, int nresults, int raw);
+int ah_runtask (lua_State *L, int nargs, int nresults);
+void ah_shutdown (lua_State *L);
+
+/* task.c: futures and tasks */
+ah_future *ah_tofuture (lua_State *L, int i);  /* task or future, or NULL */
+ah_task *ah_checktask (lua_State *L, int i);
+ah_task *ah_spawn (lua_State *L, int base, int nargs);
+void ah_step (ah_sched *S, ah_task *t);
+int ah_cancel (ah_sched *S, ah_task *t, const char *msg);
+int ah_cancelfuture (lua_State *L, ah_sched *S, int i, const char *msg);
+void ah_cancelall (lua_State *L, ah_sched *S);
+void ah_unawait (ah_sched *S, ah_task *t);
+void ah_addwaiter (ah_wlist *l, ah_waiter *w);
+void ah_delwaiter (ah_wlist *l, ah_waiter *w);
+void ah_completed (lua_State *L, ah_sched *S, int i);
+void ah_setfuture (lua_State *L, ah_sched *S, int i, int state, int n);
+int ah_pushresults (lua_State *L, int i);
+void ah_pusherrorvalue (lua_State *L, int i);
+void ah_runcallbacks (ah_sched *S);
+int ah_msgh (lua_State *L);
+void ah_pushtask (lua_State *L, ah_task *t);
+int ah_getextra (lua_State *L, int i, const char *k);
+void ah_setextraat (lua_State *L, int i, const char *k);
+void ah_pushextra (lua_State *L, ah_task *t, const char *k);
+void ah_setextra (lua_State *L, ah_task *t, const char *k);
+void ah_pushname (lua_State *L, int i);
+void ah_settaskname (lua_State *L, int i, const char *name);
+void ah_pushwait (lua_State *L, ah_task *t);
+void ah_pushstory (lua_State *L, int i);
+void ah_pushtaskdump (lua_State *L, const char *title);
+int ah_taskoutcome (lua_State *L, int i, int nresults, int raw);
+const char *ah_statename (int state);
+ah_task *ah_taskofwaiter (ah_waiter *w);
+
+/* errors (classes of asynchost.errors) */
+void ah_pusherror (lua_State *L, const char *cls, const char *msg);
+int ah_isa (lua_State *L, int i, const char *cls);
+int ah_iscancellederror (lua_State *L, int i);
+void ah_pushcancelled (lua_State *L, ah_task *t);
+
+/* core.c */
+void ah_openclasses (lua_State *L, ah_sched *S);
+void ah_cancelgather (lua_State *L, ah_sched *S, int i, const char *msg);
+
+int luaopen_asynchost_core (lua_State *L);
+int luaopen_asynchost_core_coroutine (lua_State *L);
+int luaopen_asynchost_core_sync (lua_State *L);
+
+#endif

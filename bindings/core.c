@@ -1,0 +1,727 @@
+/*
+** asynchost.core: the Lua functions of tasks, futures, sleep and gather.
+** The machinery they use lives in task.c and sched.c.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stddef.h>
+#include <math.h>
+#include "asynchost.h"
+
+typedef struct gnode {  /* a gather's waiter on one child */
+  ah_waiter w;
+  int idx;              /* 1-based position of the child */
+} gnode;
+
+typedef struct ah_gather {
+  ah_future f;
+  ah_sched *S;
+  int n, remaining;
+  int retexc;           /* return_exceptions */
+  int ref;              /* keeps the gather alive while children run */
+  gnode nodes[1];
+} ah_gather;
+
+#define getsched(L)  ((ah_sched *)lua_touserdata(L, lua_upvalueindex(1)))
+
+static ah_future *checkfuture (lua_State *L, int i) {
+  ah_future *f = ah_tofuture(L, i);
+  if (f == NULL) luaL_typeerror(L, i, "task or future");
+  return f;
+}
+
+static void checkcallable (lua_State *L, int i) {
+  if (lua_type(L, i) != LUA_TFUNCTION) {
+    if (!luaL_getmetafield(L, i, "__call"))
+      luaL_typeerror(L, i, "function");
+    lua_pop(L, 1);
+  }
+}
+
+
+/* {======================================================
+** Tasks and time
+** ======================================================= */
+
+static int l_spawn (lua_State *L) {
+  int n = lua_gettop(L);
+  checkcallable(L, 1);
+  ah_spawn(L, 1, n - 1);
+  return 1;
+}
+
+static int sleepk (lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  ah_checkwake(L, getsched(L)->current);
+  return 0;
+}
+
+static int l_sleep (lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  ah_task *t;
+  luaL_argcheck(L, s >= 0, 1, "non-negative number expected");
+  t = ah_current(L, "sleep");
+  ah_sleep(t, (double)s);
+  return ah_suspend(L, sleepk, 0);
+}
+
+/* Hangs the running task 't' on the future at 1 and suspends it. */
+static void waitwake (ah_sched *S, ah_waiter *w, ah_future *f) {
+  ah_task *t = (ah_task *)((char *)w - offsetof(ah_task, w));
+  lua_State *L = S->L;
+  (void)f;
+  luaL_unref(L, LUA_REGISTRYINDEX, t->waitref);
+  t->waitref = LUA_NOREF;
+  ah_wake(t, AH_WAKE_OK);
+}
+
+static int finishawait (lua_State *L, ah_task *t) {
+  ah_future *f = (ah_future *)lua_touserdata(L, 1);
+  if (f->state == AH_FAILED && f->istask && t != NULL) {
+    lua_pushvalue(L, 1);  /* its error continues the story of 1 */
+    ah_setextra(L, t, "cause");
+  }
+  return ah_pushresults(L, 1);
+}
+
+static int awaitk (lua_State *L, int status, lua_KContext ctx) {
+  ah_task *t = getsched(L)->current;
+  (void)status; (void)ctx;
+  ah_checkwake(L, t);
+  return finishawait(L, t);
+}
+
+static int l_await (lua_State *L) {
+  ah_future *f = checkfuture(L, 1);
+  ah_task *t;
+  lua_settop(L, 1);
+  if (f->state != AH_PENDING)
+    return finishawait(L, getsched(L)->current);
+  t = ah_current(L, "await");
+  if (f == &t->f)
+    return luaL_error(L, "a task cannot await itself");
+  if (!ah_wait(t, ah_unawait, f, f->istask ? "a task" : "a future")) {
+    t->w.fn = waitwake;
+    ah_addwaiter(&f->waiters, &t->w);
+    lua_pushvalue(L, 1);
+    t->waitref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  return ah_suspend(L, awaitk, 0);
+}
+
+static int l_current (lua_State *L) {
+  ah_sched *S = getsched(L);
+  if (S->current == NULL) lua_pushnil(L);
+  else ah_pushtask(L, S->current);
+  return 1;
+}
+
+static int l_alltasks (lua_State *L) {
+  ah_sched *S = getsched(L);
+  int k;
+  lua_createtable(L, S->nlive, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, S->liveref);
+  for (k = 1; k <= S->nlive; k++) {
+    lua_rawgeti(L, -1, k);
+    lua_rawseti(L, -3, k);
+  }
+  lua_pop(L, 1);
+  return 1;
+}
+
+static int l_looptime (lua_State *L) {
+  ah_sched *S = getsched(L);
+  lua_pushnumber(L, (lua_Number)(uv_hrtime() - S->t0) / 1e9);
+  return 1;
+}
+
+/* run(fn, ...): runs fn as a task to its end, then cancels what it left */
+static int l_run (lua_State *L) {
+  int n = lua_gettop(L), status;
+  checkcallable(L, 1);
+  status = ah_runtask1(L, n - 1, LUA_MULTRET, 1);
+  if (getsched(L)->main == NULL)
+    ah_shutdown(L);
+  if (status != LUA_OK)
+    return lua_error(L);
+  return lua_gettop(L);
+}
+
+static int l_taskdump (lua_State *L) {
+  ah_pushtaskdump(L, luaL_optstring(L, 1, "tasks:"));
+  return 1;
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Methods shared by tasks and futures
+** ======================================================= */
+
+static int f_done (lua_State *L) {
+  lua_pushboolean(L, checkfuture(L, 1)->state != AH_PENDING);
+  return 1;
+}
+
+static int f_cancelled (lua_State *L) {
+  lua_pushboolean(L, checkfuture(L, 1)->state == AH_CANCELLED);
+  return 1;
+}
+
+static int f_result (lua_State *L) {
+  ah_future *f = checkfuture(L, 1);
+  if (f->state == AH_PENDING) {
+    ah_pusherror(L, "InvalidStateError", f->istask ? "task is not done yet"
+                                                   : "future is not done yet");
+    return lua_error(L);
+  }
+  lua_settop(L, 1);
+  return ah_pushresults(L, 1);
+}
+
+static int f_exception (lua_State *L) {
+  ah_future *f = checkfuture(L, 1);
+  switch (f->state) {
+    case AH_PENDING:
+      ah_pusherror(L, "InvalidStateError", f->istask ? "task is not done yet"
+                                                     : "future is not done yet");
+      return lua_error(L);
+    case AH_CANCELLED:
+      ah_pusherrorvalue(L, 1);
+      return lua_error(L);
+    case AH_FAILED:
+      f->retrieved = 1;
+      ah_pusherrorvalue(L, 1);
+      return 1;
+    default:
+      lua_pushnil(L);
+      return 1;
+  }
+}
+
+static int f_adddonecb (lua_State *L) {
+  ah_future *f = checkfuture(L, 1);
+  ah_sched *S = getsched(L);
+  checkcallable(L, 2);
+  lua_settop(L, 2);
+  if (f->state != AH_PENDING) {  /* run it on the next turn */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, S->cbref);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, ++S->cbtail);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, ++S->cbtail);
+    if (S->rcount == 0) uv_idle_start(&S->idle, ah_noidle);
+    return 0;
+  }
+  if (ah_getextra(L, 1, "callbacks") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    ah_setextraat(L, 1, "callbacks");
+  }
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  f->hascb = 1;
+  return 0;
+}
+
+static int f_removedonecb (lua_State *L) {
+  int n, k, removed = 0;
+  checkfuture(L, 1);
+  if (ah_getextra(L, 1, "callbacks") != LUA_TTABLE) {
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  n = (int)lua_rawlen(L, -1);
+  lua_newtable(L);
+  for (k = 1; k <= n; k++) {
+    lua_rawgeti(L, -2, k);
+    if (lua_rawequal(L, -1, 2)) { removed++; lua_pop(L, 1); }
+    else lua_rawseti(L, -2, k - removed);
+  }
+  ah_setextraat(L, 1, "callbacks");
+  lua_pushinteger(L, removed);
+  return 1;
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Task methods
+** ======================================================= */
+
+static int t_cancel (lua_State *L) {
+  ah_task *t = ah_checktask(L, 1);
+  const char *msg = luaL_optstring(L, 2, NULL);
+  lua_pushboolean(L, ah_cancel(t->S, t, msg));
+  return 1;
+}
+
+static int t_cancelling (lua_State *L) {
+  lua_pushinteger(L, ah_checktask(L, 1)->ncancel);
+  return 1;
+}
+
+static int t_uncancel (lua_State *L) {
+  ah_task *t = ah_checktask(L, 1);
+  if (t->ncancel > 0 && --t->ncancel == 0)
+    t->mustcancel = t->swallowed = 0;
+  lua_pushinteger(L, t->ncancel);
+  return 1;
+}
+
+static int t_getname (lua_State *L) {
+  ah_checktask(L, 1);
+  ah_pushname(L, 1);
+  return 1;
+}
+
+static int t_setname (lua_State *L) {
+  ah_checktask(L, 1);
+  luaL_checkany(L, 2);
+  luaL_tolstring(L, 2, NULL);
+  ah_setextraat(L, 1, "name");
+  return 0;
+}
+
+static int t_tostring (lua_State *L) {
+  ah_task *t = ah_checktask(L, 1);
+  lua_pushliteral(L, "Task '");
+  ah_pushname(L, 1);
+  lua_pushliteral(L, "' (");
+  ah_pushwait(L, t);
+  lua_pushliteral(L, ")");
+  lua_concat(L, 5);
+  return 1;
+}
+
+/* The traceback of where the task failed, or nil. */
+static int t_traceback (lua_State *L) {
+  ah_checktask(L, 1);
+  ah_getextra(L, 1, "traceback");
+  return 1;
+}
+
+/* A failed task nobody asked about is reported when collected. */
+static int t_gc (lua_State *L) {
+  ah_task *t = (ah_task *)lua_touserdata(L, 1);
+  if (t->f.state == AH_FAILED && !t->f.retrieved) {
+    t->f.retrieved = 1;
+    ah_pushstory(L, 1);
+    fprintf(stderr, "asynchost: error of task '%s' was never retrieved: %s\n",
+            (ah_pushname(L, 1), lua_tostring(L, -1)), lua_tostring(L, -2));
+    fflush(stderr);
+    lua_pop(L, 2);
+  }
+  return 0;
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Futures made by Lua (and by the embedder)
+** ======================================================= */
+
+static int l_future (lua_State *L) {
+  ah_future *f = (ah_future *)lua_newuserdatauv(L, sizeof(ah_future), 3);
+  memset(f, 0, sizeof(*f));
+  luaL_setmetatable(L, AH_FUTURE_MT);
+  return 1;
+}
+
+static ah_future *checkplain (lua_State *L, int i) {
+  return (ah_future *)luaL_checkudata(L, i, AH_FUTURE_MT);
+}
+
+static int u_setresult (lua_State *L) {
+  ah_future *f = checkplain(L, 1);
+  if (f->state != AH_PENDING) {
+    ah_pusherror(L, "InvalidStateError", "future is already done");
+    return lua_error(L);
+  }
+  ah_setfuture(L, getsched(L), 1, AH_DONE, lua_gettop(L) - 1);
+  return 0;
+}
+
+static int u_setexception (lua_State *L) {
+  ah_future *f = checkplain(L, 1);
+  luaL_checkany(L, 2);
+  if (f->state != AH_PENDING) {
+    ah_pusherror(L, "InvalidStateError", "future is already done");
+    return lua_error(L);
+  }
+  lua_settop(L, 2);
+  ah_setfuture(L, getsched(L), 1, AH_FAILED, 1);
+  return 0;
+}
+
+static int u_cancel (lua_State *L) {
+  checkfuture(L, 1);
+  lua_settop(L, 2);
+  lua_pushboolean(L, ah_cancelfuture(L, getsched(L), 1, luaL_optstring(L, 2, NULL)));
+  return 1;
+}
+
+static int u_tostring (lua_State *L) {
+  ah_future *f = checkplain(L, 1);
+  lua_pushfstring(L, "Future (%s)", ah_statename(f->state));
+  return 1;
+}
+
+static int u_gc (lua_State *L) {
+  ah_future *f = (ah_future *)lua_touserdata(L, 1);
+  if (f->state == AH_FAILED && !f->retrieved) {
+    ah_pusherrorvalue(L, 1);
+    fprintf(stderr, "asynchost: error of a future was never retrieved: %s\n",
+            luaL_tolstring(L, -1, NULL));
+    fflush(stderr);
+    lua_pop(L, 2);
+  }
+  return 0;
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** gather: one future over many, results in input order
+** ======================================================= */
+
+#define gatherof(nd)  ((ah_gather *)((char *)((nd) - ((nd)->idx - 1)) - \
+                                     offsetof(ah_gather, nodes)))
+
+static void endgather (lua_State *L, ah_gather *g) {
+  if (g->remaining == 0 && g->ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, g->ref);
+    g->ref = LUA_NOREF;
+  }
+}
+
+/* A child of the gather is done.  Stack use: balanced. */
+static void gatherwake (ah_sched *S, ah_waiter *w, ah_future *child) {
+  gnode *nd = (gnode *)w;
+  ah_gather *g = gatherof(nd);
+  lua_State *L = S->L;
+  int top = lua_gettop(L), gi, ci;
+  g->remaining--;
+  if (child->state == AH_FAILED) child->retrieved = 1;
+  if (g->f.state != AH_PENDING) {  /* already failed or cancelled */
+    endgather(L, g);
+    return;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
+  gi = lua_gettop(L);
+  lua_getiuservalue(L, gi, 2);  /* children */
+  lua_rawgeti(L, -1, nd->idx);
+  ci = lua_gettop(L);
+  lua_pushboolean(L, 0);
+  lua_rawseti(L, ci - 1, nd->idx);  /* let the child go */
+  lua_getiuservalue(L, gi, 1);  /* results table */
+  if (child->state == AH_DONE) {
+    if (child->nres > 0) {
+      if (child->istask) {
+        lua_State *co = ((ah_task *)child)->co;
+        lua_pushvalue(co, 1);
+        lua_xmove(co, L, 1);
+      }
+      else {
+        lua_getiuservalue(L, ci, 1);
+        lua_rawgeti(L, -1, 1);
+        lua_remove(L, -2);
+      }
+      lua_rawseti(L, -2, nd->idx);
+    }
+  }
+  else if (g->retexc) {
+    ah_pusherrorvalue(L, ci);
+    lua_rawseti(L, -2, nd->idx);
+  }
+  else {  /* the first failure is the gather's */
+    lua_createtable(L, 1, 0);
+    ah_pusherrorvalue(L, ci);
+    lua_rawseti(L, -2, 1);
+    lua_setiuservalue(L, gi, 1);
+    g->f.state = AH_FAILED;
+    g->f.nres = 1;
+    g->f.retrieved = 0;
+    ah_completed(L, S, gi);
+  }
+  if (g->remaining == 0 && g->f.state == AH_PENDING) {
+    lua_pushinteger(L, g->n);
+    lua_setfield(L, -2, "n");
+    g->f.state = AH_DONE;
+    g->f.nres = 1;  /* uservalue 1 becomes {results} */
+    lua_createtable(L, 1, 0);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_setiuservalue(L, gi, 1);
+    ah_completed(L, S, gi);
+  }
+  endgather(L, g);
+  lua_settop(L, top);
+}
+
+/* gather(list, n, return_exceptions) -> future */
+static int l_gather (lua_State *L) {
+  ah_sched *S = getsched(L);
+  int n, k, retexc, gi;
+  ah_gather *g;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  n = (int)luaL_optinteger(L, 2, (lua_Integer)lua_rawlen(L, 1));
+  retexc = lua_toboolean(L, 3);
+  luaL_argcheck(L, n >= 0 && n < (1 << 26), 2, "invalid count");
+  lua_settop(L, 1);
+  g = (ah_gather *)lua_newuserdatauv(L, sizeof(ah_gather)
+                                        + (size_t)n * sizeof(gnode), 3);
+  memset(g, 0, sizeof(ah_gather));
+  g->f.kind = AH_KIND_GATHER;
+  g->S = S;
+  g->n = g->remaining = n;
+  g->retexc = retexc;
+  g->ref = LUA_NOREF;
+  luaL_setmetatable(L, AH_FUTURE_MT);
+  gi = lua_gettop(L);
+  lua_createtable(L, n, 1);  /* results */
+  lua_setiuservalue(L, gi, 1);
+  lua_createtable(L, n, 0);  /* children: our copy of the list */
+  for (k = 1; k <= n; k++) {
+    lua_rawgeti(L, 1, k);
+    if (lua_type(L, -1) == LUA_TFUNCTION)
+      ah_spawn(L, lua_gettop(L), 0);
+    else if (ah_tofuture(L, -1) == NULL) {
+      return luaL_error(L, "bad argument #%d to 'gather' (task, future or "
+                        "function expected, got %s)", k, luaL_typename(L, -1));
+    }
+    lua_rawseti(L, -2, k);
+  }
+  lua_setiuservalue(L, gi, 2);
+  lua_pushvalue(L, gi);
+  g->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getiuservalue(L, gi, 2);
+  for (k = 1; k <= n; k++) {
+    ah_future *c;
+    lua_rawgeti(L, -1, k);
+    c = (ah_future *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    g->nodes[k - 1].idx = k;
+    g->nodes[k - 1].w.fn = gatherwake;
+    if (c->state != AH_PENDING)
+      gatherwake(S, &g->nodes[k - 1].w, c);
+    else
+      ah_addwaiter(&c->waiters, &g->nodes[k - 1].w);
+  }
+  lua_pop(L, 1);
+  if (n == 0) {
+    lua_getiuservalue(L, gi, 1);
+    lua_pushinteger(L, 0);
+    lua_setfield(L, -2, "n");
+    lua_createtable(L, 1, 0);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_setiuservalue(L, gi, 1);
+    g->f.state = AH_DONE;
+    g->f.nres = 1;
+    endgather(L, g);
+  }
+  lua_settop(L, gi);
+  return 1;
+}
+
+/* Cancels the children of the gather at 'i' that are still pending. */
+void ah_cancelgather (lua_State *L, ah_sched *S, int i, const char *msg) {
+  ah_gather *g = (ah_gather *)lua_touserdata(L, i);
+  int k;
+  lua_getiuservalue(L, i, 2);
+  for (k = 1; k <= g->n; k++) {
+    if (lua_rawgeti(L, -1, k) == LUA_TUSERDATA)
+      ah_cancelfuture(L, S, lua_gettop(L), msg);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* A gather collected while children still run: unhook from them. */
+static int g_gc (lua_State *L) {
+  ah_future *f = (ah_future *)lua_touserdata(L, 1);
+  if (f->kind == AH_KIND_GATHER) {
+    ah_gather *g = (ah_gather *)f;
+    int k;
+    for (k = 0; k < g->n; k++)
+      if (g->nodes[k].w.prev || g->nodes[k].w.next) {
+        lua_getiuservalue(L, 1, 2);
+        if (lua_rawgeti(L, -1, k + 1) == LUA_TUSERDATA)
+          ah_delwaiter(&((ah_future *)lua_touserdata(L, -1))->waiters,
+                       &g->nodes[k].w);
+        lua_pop(L, 2);
+      }
+  }
+  return u_gc(L);
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** call_later: a callback on the main thread after a delay
+** ======================================================= */
+
+#define LATER_MT  "asynchost.TimerHandle"
+
+typedef struct later {
+  uv_timer_t h;
+  ah_sched *S;
+  int selfref;  /* keeps the userdata alive while the timer runs */
+  int fnref;
+} later;
+
+static void laterclosed (uv_handle_t *h) {
+  later *l = (later *)h->data;
+  luaL_unref(l->S->L, LUA_REGISTRYINDEX, l->selfref);
+  l->selfref = LUA_NOREF;
+}
+
+static void laterstop (later *l) {
+  if (l->fnref == LUA_NOREF) return;
+  luaL_unref(l->S->L, LUA_REGISTRYINDEX, l->fnref);
+  l->fnref = LUA_NOREF;
+  uv_close((uv_handle_t *)&l->h, laterclosed);
+}
+
+static void onlater (uv_timer_t *h) {
+  later *l = (later *)h->data;
+  lua_State *L = l->S->L;
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, ah_msgh);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, l->fnref);
+  laterstop(l);
+  if (lua_pcall(L, 0, 0, top + 1) != LUA_OK) {
+    fprintf(stderr, "asynchost: error in a call_later callback: %s\n",
+            luaL_tolstring(L, -1, NULL));
+    fflush(stderr);
+  }
+  lua_settop(L, top);
+}
+
+/* call_later(seconds, fn) -> handle with :cancel() */
+static int l_calllater (lua_State *L) {
+  ah_sched *S = getsched(L);
+  lua_Number s = luaL_checknumber(L, 1);
+  later *l;
+  luaL_argcheck(L, s >= 0, 1, "non-negative number expected");
+  checkcallable(L, 2);
+  if (s > 1e9) s = 1e9;
+  l = (later *)lua_newuserdatauv(L, sizeof(later), 0);
+  l->S = S;
+  l->fnref = l->selfref = LUA_NOREF;
+  uv_timer_init(S->loop, &l->h);
+  l->h.data = l;
+  luaL_setmetatable(L, LATER_MT);
+  lua_pushvalue(L, 2);
+  l->fnref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);
+  l->selfref = luaL_ref(L, LUA_REGISTRYINDEX);
+  uv_update_time(S->loop);
+  uv_timer_start(&l->h, onlater, (uint64_t)ceil(s * 1000), 0);
+  return 1;
+}
+
+static int later_cancel (lua_State *L) {
+  later *l = (later *)luaL_checkudata(L, 1, LATER_MT);
+  int active = l->fnref != LUA_NOREF;
+  laterstop(l);
+  lua_pushboolean(L, active);
+  return 1;
+}
+
+/* }====================================================== */
+
+
+static const luaL_Reg funcs[] = {
+  {"call_later", l_calllater},
+  {"spawn", l_spawn},
+  {"sleep", l_sleep},
+  {"await", l_await},
+  {"current_task", l_current},
+  {"all_tasks", l_alltasks},
+  {"loop_time", l_looptime},
+  {"run", l_run},
+  {"Future", l_future},
+  {"gather", l_gather},
+  {"dump_tasks", l_taskdump},
+  {NULL, NULL}
+};
+
+static const luaL_Reg taskmeth[] = {
+  {"await", l_await},
+  {"cancel", t_cancel},
+  {"cancelling", t_cancelling},
+  {"uncancel", t_uncancel},
+  {"done", f_done},
+  {"cancelled", f_cancelled},
+  {"result", f_result},
+  {"exception", f_exception},
+  {"add_done_callback", f_adddonecb},
+  {"remove_done_callback", f_removedonecb},
+  {"get_name", t_getname},
+  {"set_name", t_setname},
+  {"traceback", t_traceback},
+  {NULL, NULL}
+};
+
+static const luaL_Reg futmeth[] = {
+  {"await", l_await},
+  {"cancel", u_cancel},
+  {"done", f_done},
+  {"cancelled", f_cancelled},
+  {"result", f_result},
+  {"exception", f_exception},
+  {"add_done_callback", f_adddonecb},
+  {"remove_done_callback", f_removedonecb},
+  {"set_result", u_setresult},
+  {"set_exception", u_setexception},
+  {NULL, NULL}
+};
+
+static void newclass (lua_State *L, ah_sched *S, const char *name,
+                      const luaL_Reg *meth, lua_CFunction tostr,
+                      lua_CFunction gc) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, S);
+  luaL_setfuncs(L, meth, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, tostr);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}
+
+/* Makes the metatables of tasks and futures (with the scheduler, since
+** the first task may come before the module is required). */
+void ah_openclasses (lua_State *L, ah_sched *S) {
+  newclass(L, S, AH_TASK_MT, taskmeth, t_tostring, t_gc);
+  newclass(L, S, AH_FUTURE_MT, futmeth, u_tostring, g_gc);
+}
+
+int luaopen_asynchost_core (lua_State *L) {
+  ah_sched *S = ah_sched_get(L);
+  luaL_newmetatable(L, LATER_MT);
+  lua_newtable(L);
+  lua_pushcfunction(L, later_cancel);
+  lua_setfield(L, -2, "cancel");
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, S);
+  luaL_setfuncs(L, funcs, 1);
+  lua_pushliteral(L, AH_VERSION_STRING);
+  lua_setfield(L, -2, "_VERSION");
+  lua_pushlightuserdata(L, AH_YIELDMARK);
+  lua_setfield(L, -2, "YIELDMARK");
+  return 1;
+}

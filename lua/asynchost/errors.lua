@@ -1,0 +1,83 @@
+--- Error classes of asynchost.
+--
+-- An error is a table whose metatable is its class.  `Class:is(err)` tells
+-- whether `err` is of that class or a subclass; `tostring(err)` reads
+-- "ClassName: message".  Fields: `message`, `traceback` (where it was
+-- raised, set by the runtime), and whatever the raiser added (`code`,
+-- `path`, `url`, `errors`...).
+local M = {}
+
+local Error = {}
+Error.__index = Error
+Error.__name = "Error"
+
+function Error.__tostring(e)
+  local cls = getmetatable(e)
+  local name = rawget(cls, "__name") or "Error"
+  if e.message == nil or e.message == "" then return name end
+  return name .. ": " .. tostring(e.message)
+end
+
+local function new(cls, message, fields)
+  local e = {}
+  if fields ~= nil then
+    for k, v in pairs(fields) do e[k] = v end
+  end
+  if type(message) == "table" and fields == nil then  -- Class{...}
+    for k, v in pairs(message) do e[k] = v end
+  else
+    e.message = message
+  end
+  return setmetatable(e, cls)
+end
+
+--- Makes a subclass named `name` of this class.
+function Error:extend(name)
+  if type(name) ~= "string" then
+    error("bad argument #1 to 'extend' (string expected, got "
+          .. type(name) .. ")", 2)
+  end
+  local cls = {}
+  for k, v in pairs(self) do
+    if type(k) == "string" and k:sub(1, 2) == "__" then cls[k] = v end
+  end
+  cls.__index = cls
+  cls.__name = name
+  cls.super = self
+  return setmetatable(cls, {__index = self, __call = new,
+                            __tostring = function() return name end})
+end
+
+--- Is `v` an error of this class (or of a subclass)?
+function Error:is(v)
+  if type(v) ~= "table" then return false end
+  local mt = getmetatable(v)
+  while mt ~= nil do
+    if mt == self then return true end
+    mt = rawget(mt, "super")
+  end
+  return false
+end
+
+setmetatable(Error, {__call = new, __tostring = function() return "Error" end})
+
+M.Error = Error
+M.CancelledError = Error:extend("CancelledError")
+M.TimeoutError = Error:extend("TimeoutError")
+M.InvalidStateError = Error:extend("InvalidStateError")
+M.DeadlockError = Error:extend("DeadlockError")
+M.QueueEmpty = Error:extend("QueueEmpty")
+M.QueueFull = Error:extend("QueueFull")
+M.QueueShutDown = Error:extend("QueueShutDown")
+M.TaskGroupError = Error:extend("TaskGroupError")
+M.BrokenBarrierError = Error:extend("BrokenBarrierError")
+
+--- "TaskGroupError: 2 tasks failed: x.lua:3: boom; y.lua:5: bang"
+function M.TaskGroupError.__tostring(e)
+  local parts = {}
+  for i, err in ipairs(e.errors or {}) do parts[i] = tostring(err) end
+  return "TaskGroupError: " .. (e.message or "") ..
+         (#parts > 0 and (": " .. table.concat(parts, "; ")) or "")
+end
+
+return M

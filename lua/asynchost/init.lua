@@ -1,0 +1,45 @@
+--- asynchost: asyncio for Lua.  local async = require "asynchost"
+--
+-- The public API, assembled from the C core (asynchost.core*) and the Lua
+-- modules beside this file.  See docs/api.md.
+local core = require "asynchost.core"
+local coro = require "asynchost.core.coroutine"
+local sync = require "asynchost.core.sync"
+local errors = require "asynchost.errors"
+local tasks = require "asynchost.tasks"
+
+coro.install()  -- awaits pass through user coroutines; see coro.c
+
+local M = {
+  _VERSION = core._VERSION,
+  -- tasks and time
+  run = core.run,
+  spawn = core.spawn,
+  create_task = core.spawn,
+  sleep = core.sleep,
+  await = core.await,
+  current_task = core.current_task,
+  all_tasks = core.all_tasks,
+  loop_time = core.loop_time,
+  call_later = core.call_later,
+  Future = core.Future,
+  dump_tasks = core.dump_tasks,
+  -- combinators
+  gather = tasks.gather,
+  wait = tasks.wait,
+  as_completed = tasks.as_completed,
+  wait_for = tasks.wait_for,
+  timeout = tasks.timeout,
+  shield = tasks.shield,
+  task_group = tasks.task_group,
+  isfuture = tasks.isfuture,
+  -- sync
+  Semaphore = sync.Semaphore,
+  BoundedSemaphore = sync.BoundedSemaphore,
+  Lock = sync.Lock,
+  Event = sync.Event,
+}
+
+for name, cls in pairs(errors) do M[name] = cls end
+
+return M
