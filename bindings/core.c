@@ -148,6 +148,29 @@ static int l_run (lua_State *L) {
   return lua_gettop(L);
 }
 
+static void listhandle (uv_handle_t *h, void *arg) {
+  ah_sched *S = (ah_sched *)arg;
+  lua_State *L = S->L;
+  if (h == (uv_handle_t *)&S->check || h == (uv_handle_t *)&S->idle ||
+      h == (uv_handle_t *)&S->timer || h == (uv_handle_t *)&S->sigint ||
+      !uv_is_active(h) || uv_is_closing(h))
+    return;
+  lua_pushstring(L, uv_handle_type_name(uv_handle_get_type(h)));
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
+/* handles() -> array of the type names of the active handles on the loop
+** (the scheduler's own excepted) */
+static int l_handles (lua_State *L) {
+  ah_sched *S = getsched(L);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_xmove(L, S->L, 1);
+  uv_walk(S->loop, listhandle, S);
+  lua_pop(S->L, 1);
+  return 1;
+}
+
 static int l_taskdump (lua_State *L) {
   ah_pushtaskdump(L, luaL_optstring(L, 1, "tasks:"));
   return 1;
@@ -475,36 +498,34 @@ static int l_gather (lua_State *L) {
   retexc = lua_toboolean(L, 3);
   luaL_argcheck(L, n >= 0 && n < (1 << 26), 2, "invalid count");
   lua_settop(L, 1);
-  g = (ah_gather *)lua_newuserdatauv(L, sizeof(ah_gather)
-                                        + (size_t)n * sizeof(gnode), 3);
-  memset(g, 0, sizeof(ah_gather));
-  g->f.kind = AH_KIND_GATHER;
-  g->S = S;
-  g->n = g->remaining = n;
-  g->retexc = retexc;
-  g->ref = LUA_NOREF;
-  luaL_setmetatable(L, AH_FUTURE_MT);
-  gi = lua_gettop(L);
-  lua_createtable(L, n, 1);  /* results */
-  lua_setiuservalue(L, gi, 1);
-  lua_createtable(L, n, 0);  /* children: our copy of the list */
+  lua_createtable(L, n, 0);  /* 2: children, our copy of the list */
   for (k = 1; k <= n; k++) {
     lua_rawgeti(L, 1, k);
     if (lua_type(L, -1) == LUA_TFUNCTION)
       ah_spawn(L, lua_gettop(L), 0);
-    else if (ah_tofuture(L, -1) == NULL) {
+    else if (ah_tofuture(L, -1) == NULL)
       return luaL_error(L, "bad argument #%d to 'gather' (task, future or "
                         "function expected, got %s)", k, luaL_typename(L, -1));
-    }
-    lua_rawseti(L, -2, k);
+    lua_rawseti(L, 2, k);
   }
+  g = (ah_gather *)lua_newuserdatauv(L, sizeof(ah_gather)
+                                        + (size_t)n * sizeof(gnode), 3);
+  memset(g, 0, sizeof(ah_gather) + (size_t)n * sizeof(gnode));
+  g->f.kind = AH_KIND_GATHER;
+  g->S = S;
+  g->n = g->remaining = n;
+  g->retexc = retexc;
+  luaL_setmetatable(L, AH_FUTURE_MT);
+  gi = lua_gettop(L);
+  lua_createtable(L, n, 1);  /* results */
+  lua_setiuservalue(L, gi, 1);
+  lua_pushvalue(L, 2);
   lua_setiuservalue(L, gi, 2);
   lua_pushvalue(L, gi);
   g->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_getiuservalue(L, gi, 2);
   for (k = 1; k <= n; k++) {
     ah_future *c;
-    lua_rawgeti(L, -1, k);
+    lua_rawgeti(L, 2, k);
     c = (ah_future *)lua_touserdata(L, -1);
     lua_pop(L, 1);
     g->nodes[k - 1].idx = k;
@@ -514,7 +535,6 @@ static int l_gather (lua_State *L) {
     else
       ah_addwaiter(&c->waiters, &g->nodes[k - 1].w);
   }
-  lua_pop(L, 1);
   if (n == 0) {
     lua_getiuservalue(L, gi, 1);
     lua_pushinteger(L, 0);
@@ -542,24 +562,6 @@ void ah_cancelgather (lua_State *L, ah_sched *S, int i, const char *msg) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
-}
-
-/* A gather collected while children still run: unhook from them. */
-static int g_gc (lua_State *L) {
-  ah_future *f = (ah_future *)lua_touserdata(L, 1);
-  if (f->kind == AH_KIND_GATHER) {
-    ah_gather *g = (ah_gather *)f;
-    int k;
-    for (k = 0; k < g->n; k++)
-      if (g->nodes[k].w.prev || g->nodes[k].w.next) {
-        lua_getiuservalue(L, 1, 2);
-        if (lua_rawgeti(L, -1, k + 1) == LUA_TUSERDATA)
-          ah_delwaiter(&((ah_future *)lua_touserdata(L, -1))->waiters,
-                       &g->nodes[k].w);
-        lua_pop(L, 2);
-      }
-  }
-  return u_gc(L);
 }
 
 /* }====================================================== */
@@ -652,6 +654,7 @@ static const luaL_Reg funcs[] = {
   {"Future", l_future},
   {"gather", l_gather},
   {"dump_tasks", l_taskdump},
+  {"handles", l_handles},
   {NULL, NULL}
 };
 
@@ -705,7 +708,7 @@ static void newclass (lua_State *L, ah_sched *S, const char *name,
 ** the first task may come before the module is required). */
 void ah_openclasses (lua_State *L, ah_sched *S) {
   newclass(L, S, AH_TASK_MT, taskmeth, t_tostring, t_gc);
-  newclass(L, S, AH_FUTURE_MT, futmeth, u_tostring, g_gc);
+  newclass(L, S, AH_FUTURE_MT, futmeth, u_tostring, u_gc);
 }
 
 int luaopen_asynchost_core (lua_State *L) {

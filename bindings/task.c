@@ -54,6 +54,7 @@ static int pushextras (lua_State *L, int i, int make) {
 
 /* Pushes field 'k' of the extras of the object at 'i' (nil if none). */
 int ah_getextra (lua_State *L, int i, const char *k) {
+  i = lua_absindex(L, i);
   if (!pushextras(L, i, 0)) {
     lua_pushnil(L);
     return LUA_TNIL;
@@ -166,6 +167,7 @@ void ah_pushcancelled (lua_State *L, ah_task *t) {
 
 /* Pushes the name of the task at 'i'. */
 void ah_pushname (lua_State *L, int i) {
+  i = lua_absindex(L, i);
   if (ah_getextra(L, i, "name") == LUA_TNIL) {
     ah_task *t = (ah_task *)lua_touserdata(L, i);
     lua_pop(L, 1);
@@ -182,6 +184,7 @@ void ah_settaskname (lua_State *L, int i, const char *name) {
 /* Pushes "file:line" where the task at 'i' was spawned, or "?" */
 static void pushwhere (lua_State *L, int i) {
   ah_task *t = (ah_task *)lua_touserdata(L, i);
+  i = lua_absindex(L, i);
   lua_Debug ar;
   if (lua_getiuservalue(L, i, 2) == LUA_TFUNCTION) {
     lua_getinfo(L, ">S", &ar);
@@ -320,6 +323,7 @@ int ah_pushresults (lua_State *L, int i) {
 /* Pushes the error of the failed or cancelled future at 'i'. */
 void ah_pusherrorvalue (lua_State *L, int i) {
   ah_future *f = (ah_future *)lua_touserdata(L, i);
+  i = lua_absindex(L, i);
   if (f->istask && f->nres > 0) {
     lua_State *co = ((ah_task *)f)->co;
     lua_pushvalue(co, -1);

@@ -5,6 +5,13 @@
 -- "ClassName: message".  Fields: `message`, `traceback` (where it was
 -- raised, set by the runtime), and whatever the raiser added (`code`,
 -- `path`, `url`, `errors`...).
+-- One set of classes per Lua state, even if this module is loaded again
+-- (busted's insulation does that): the C core raises these very classes.
+local registry = debug.getregistry()
+if type(registry["asynchost.errors"]) == "table" then
+  return registry["asynchost.errors"]
+end
+
 local M = {}
 
 local Error = {}
@@ -80,4 +87,5 @@ function M.TaskGroupError.__tostring(e)
          (#parts > 0 and (": " .. table.concat(parts, "; ")) or "")
 end
 
+registry["asynchost.errors"] = M
 return M

@@ -206,10 +206,11 @@ function M.as_completed(list, opts)
   opts = opts or {}
   checkdelay(opts.timeout, 2, "as_completed", true)
   local deadline = opts.timeout and core.loop_time() + opts.timeout
-  local finished, head, total, given = {}, 1, #list, 0
+  local finished, head, tail, total, given = {}, 1, 0, #list, 0
   local waiter
   local function ondone(f)
-    finished[#finished + 1] = f
+    tail = tail + 1
+    finished[tail] = f
     if waiter and not waiter:done() then waiter:set_result() end
   end
   for i = 1, total do
