@@ -12,6 +12,10 @@
 ** - The scheduler runs the ready queue from a uv_check handle, one batch per
 **   loop turn: what becomes ready while a batch runs waits for the next turn.
 */
+/*
+** asynchost owns LUA_EXTRASPACE of the threads of its states: a task's
+** coroutine keeps its ah_task there, every other thread NULL.
+*/
 #ifndef AH_INTERNAL_H
 #define AH_INTERNAL_H
 

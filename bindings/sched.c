@@ -51,6 +51,9 @@ ah_sched *ah_sched_new (lua_State *L, uv_loop_t *loop) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   S->L = lua_tothread(L, -1);
   lua_pop(L, 1);
+  /* every new thread copies the main thread's extra space: a task's
+  ** coroutine holds its task there, any other thread NULL */
+  *(ah_task **)lua_getextraspace(S->L) = NULL;
   uv_check_init(loop, &S->check);
   uv_idle_init(loop, &S->idle);
   uv_timer_init(loop, &S->timer);

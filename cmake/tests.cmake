@@ -20,8 +20,10 @@ foreach(spec IN LISTS AH_SPECS)
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
   set_tests_properties(host:${name} PROPERTIES TIMEOUT 300
     ENVIRONMENT "ASYNCHOST_BIN=$<TARGET_FILE:asynchost>")
+  # ';' separates ENVIRONMENT entries: escape the ones of the paths
+  string(REPLACE ";" "\\;" lpath "${AH_SRC_LUA_PATH};;")
   set_tests_properties(lua5.4:${name} PROPERTIES TIMEOUT 300
-    ENVIRONMENT "LUA_PATH=${AH_SRC_LUA_PATH};;;LUA_CPATH=${PROJECT_BINARY_DIR}/lua/?.so;;;ASYNCHOST_BIN=$<TARGET_FILE:asynchost>")
+    ENVIRONMENT "LUA_PATH=${lpath};LUA_CPATH=${PROJECT_BINARY_DIR}/lua/?.so\\;\\;;ASYNCHOST_BIN=$<TARGET_FILE:asynchost>")
   if(ASYNCHOST_ASAN_BIN)
     add_test(NAME asan:${name}
       COMMAND ${BUSTED} --lua=${ASYNCHOST_ASAN_BIN} -o plainTerminal ${spec}
