@@ -32,6 +32,10 @@
 #define AH_FUTURE_MT  "asynchost.Future"
 #define AH_SCHED_KEY  "asynchost.sched"
 
+/* the metatables of asynchost's userdata (ah_sched.mt) */
+enum { AH_MT_TASK, AH_MT_FUTURE, AH_MT_SEM, AH_MT_BSEM, AH_MT_LOCK,
+       AH_MT_EVENT, AH_NMT };
+
 typedef struct ah_sched ah_sched;
 typedef struct ah_future ah_future;
 typedef struct ah_task ah_task;
@@ -118,6 +122,8 @@ struct ah_sched {
   int interrupted;          /* SIGINT count */
   ah_task *main;            /* task run by ah_runtask, for SIGINT */
   uint64_t t0;              /* uv_hrtime() at creation: loop_time() origin */
+  const void *mt[AH_NMT];   /* our metatables, to know our userdata fast */
+  int mtref[AH_NMT];        /* and their registry refs, to set them fast */
 };
 
 /* what an await yields, so that user coroutines pass it on */
@@ -129,22 +135,25 @@ ah_sched *ah_sched_get (lua_State *L);
 ah_sched *ah_sched_new (lua_State *L, uv_loop_t *loop);
 void ah_sched_close (ah_sched *S);
 void ah_closewalk (uv_handle_t *h, void *arg);
+void ah_regmt (lua_State *L, ah_sched *S, int k);
+void ah_setmt (lua_State *L, ah_sched *S, int k);
+int ah_ismt (lua_State *L, ah_sched *S, int i, int k);
 void ah_noidle (uv_idle_t *h);
 void ah_ready (ah_sched *S, ah_task *t);
 int ah_wait (ah_task *t, ah_unwaitfn unwait, void *obj, const char *what);
 void ah_wake (ah_task *t, int how);
 int ah_suspend (lua_State *L, lua_KFunction k, lua_KContext ctx);
 void ah_checkwake (lua_State *L, ah_task *t);
-ah_task *ah_current (lua_State *L, const char *fname);
+ah_task *ah_current (ah_sched *S, lua_State *L, const char *fname);
 void ah_sleep (ah_task *t, double seconds);
 int ah_runtask1 (lua_State *L, int nargs, int nresults, int raw);
 int ah_runtask (lua_State *L, int nargs, int nresults);
 void ah_shutdown (lua_State *L);
 
 /* task.c: futures and tasks */
-ah_future *ah_tofuture (lua_State *L, int i);  /* task or future, or NULL */
-ah_task *ah_checktask (lua_State *L, int i);
-ah_task *ah_spawn (lua_State *L, int base, int nargs);
+ah_future *ah_tofuture (ah_sched *S, lua_State *L, int i);  /* or NULL */
+ah_task *ah_checktask (ah_sched *S, lua_State *L, int i);
+ah_task *ah_spawn (ah_sched *S, lua_State *L, int base, int nargs);
 void ah_step (ah_sched *S, ah_task *t);
 int ah_cancel (ah_sched *S, ah_task *t, const char *msg);
 int ah_cancelfuture (lua_State *L, ah_sched *S, int i, const char *msg);
@@ -158,6 +167,7 @@ int ah_pushresults (lua_State *L, int i);
 void ah_pusherrorvalue (lua_State *L, int i);
 void ah_runcallbacks (ah_sched *S);
 int ah_msgh (lua_State *L);
+int ah_tracemsgh (lua_State *L);
 void ah_pushtask (lua_State *L, ah_task *t);
 int ah_getextra (lua_State *L, int i, const char *k);
 void ah_setextraat (lua_State *L, int i, const char *k);

@@ -26,7 +26,7 @@ typedef struct ah_gather {
 #define getsched(L)  ((ah_sched *)lua_touserdata(L, lua_upvalueindex(1)))
 
 static ah_future *checkfuture (lua_State *L, int i) {
-  ah_future *f = ah_tofuture(L, i);
+  ah_future *f = ah_tofuture(getsched(L), L, i);
   if (f == NULL) luaL_typeerror(L, i, "task or future");
   return f;
 }
@@ -47,7 +47,7 @@ static void checkcallable (lua_State *L, int i) {
 static int l_spawn (lua_State *L) {
   int n = lua_gettop(L);
   checkcallable(L, 1);
-  ah_spawn(L, 1, n - 1);
+  ah_spawn(getsched(L), L, 1, n - 1);
   return 1;
 }
 
@@ -61,7 +61,7 @@ static int l_sleep (lua_State *L) {
   lua_Number s = luaL_checknumber(L, 1);
   ah_task *t;
   luaL_argcheck(L, s >= 0, 1, "non-negative number expected");
-  t = ah_current(L, "sleep");
+  t = ah_current(getsched(L), L, "sleep");
   ah_sleep(t, (double)s);
   return ah_suspend(L, sleepk, 0);
 }
@@ -98,7 +98,7 @@ static int l_await (lua_State *L) {
   lua_settop(L, 1);
   if (f->state != AH_PENDING)
     return finishawait(L, getsched(L)->current);
-  t = ah_current(L, "await");
+  t = ah_current(getsched(L), L, "await");
   if (f == &t->f)
     return luaL_error(L, "a task cannot await itself");
   if (!ah_wait(t, ah_unawait, f, f->istask ? "a task" : "a future")) {
@@ -277,19 +277,19 @@ static int f_removedonecb (lua_State *L) {
 ** ======================================================= */
 
 static int t_cancel (lua_State *L) {
-  ah_task *t = ah_checktask(L, 1);
+  ah_task *t = ah_checktask(getsched(L), L, 1);
   const char *msg = luaL_optstring(L, 2, NULL);
   lua_pushboolean(L, ah_cancel(t->S, t, msg));
   return 1;
 }
 
 static int t_cancelling (lua_State *L) {
-  lua_pushinteger(L, ah_checktask(L, 1)->ncancel);
+  lua_pushinteger(L, ah_checktask(getsched(L), L, 1)->ncancel);
   return 1;
 }
 
 static int t_uncancel (lua_State *L) {
-  ah_task *t = ah_checktask(L, 1);
+  ah_task *t = ah_checktask(getsched(L), L, 1);
   if (t->ncancel > 0 && --t->ncancel == 0)
     t->mustcancel = t->swallowed = 0;
   lua_pushinteger(L, t->ncancel);
@@ -297,13 +297,13 @@ static int t_uncancel (lua_State *L) {
 }
 
 static int t_getname (lua_State *L) {
-  ah_checktask(L, 1);
+  ah_checktask(getsched(L), L, 1);
   ah_pushname(L, 1);
   return 1;
 }
 
 static int t_setname (lua_State *L) {
-  ah_checktask(L, 1);
+  ah_checktask(getsched(L), L, 1);
   luaL_checkany(L, 2);
   luaL_tolstring(L, 2, NULL);
   ah_setextraat(L, 1, "name");
@@ -311,7 +311,7 @@ static int t_setname (lua_State *L) {
 }
 
 static int t_tostring (lua_State *L) {
-  ah_task *t = ah_checktask(L, 1);
+  ah_task *t = ah_checktask(getsched(L), L, 1);
   lua_pushliteral(L, "Task '");
   ah_pushname(L, 1);
   lua_pushliteral(L, "' (");
@@ -323,7 +323,7 @@ static int t_tostring (lua_State *L) {
 
 /* The traceback of where the task failed, or nil. */
 static int t_traceback (lua_State *L) {
-  ah_checktask(L, 1);
+  ah_checktask(getsched(L), L, 1);
   ah_getextra(L, 1, "traceback");
   return 1;
 }
@@ -334,8 +334,9 @@ static int t_gc (lua_State *L) {
   if (t->f.state == AH_FAILED && !t->f.retrieved) {
     t->f.retrieved = 1;
     ah_pushstory(L, 1);
+    ah_pushname(L, 1);
     fprintf(stderr, "asynchost: error of task '%s' was never retrieved: %s\n",
-            (ah_pushname(L, 1), lua_tostring(L, -1)), lua_tostring(L, -2));
+            lua_tostring(L, -1), lua_tostring(L, -2));
     fflush(stderr);
     lua_pop(L, 2);
   }
@@ -352,12 +353,18 @@ static int t_gc (lua_State *L) {
 static int l_future (lua_State *L) {
   ah_future *f = (ah_future *)lua_newuserdatauv(L, sizeof(ah_future), 3);
   memset(f, 0, sizeof(*f));
-  luaL_setmetatable(L, AH_FUTURE_MT);
+  ah_setmt(L, getsched(L), AH_MT_FUTURE);
   return 1;
 }
 
 static ah_future *checkplain (lua_State *L, int i) {
-  return (ah_future *)luaL_checkudata(L, i, AH_FUTURE_MT);
+  ah_future *f;
+  if (!ah_ismt(L, getsched(L), i, AH_MT_FUTURE))
+    luaL_typeerror(L, i, "future");
+  f = (ah_future *)lua_touserdata(L, i);
+  if (f->kind == AH_KIND_GATHER)
+    luaL_argerror(L, i, "the result of a gather cannot be set");
+  return f;
 }
 
 static int u_setresult (lua_State *L) {
@@ -390,7 +397,7 @@ static int u_cancel (lua_State *L) {
 }
 
 static int u_tostring (lua_State *L) {
-  ah_future *f = checkplain(L, 1);
+  ah_future *f = ah_tofuture(getsched(L), L, 1);
   lua_pushfstring(L, "Future (%s)", ah_statename(f->state));
   return 1;
 }
@@ -502,10 +509,13 @@ static int l_gather (lua_State *L) {
   for (k = 1; k <= n; k++) {
     lua_rawgeti(L, 1, k);
     if (lua_type(L, -1) == LUA_TFUNCTION)
-      ah_spawn(L, lua_gettop(L), 0);
-    else if (ah_tofuture(L, -1) == NULL)
-      return luaL_error(L, "bad argument #%d to 'gather' (task, future or "
-                        "function expected, got %s)", k, luaL_typename(L, -1));
+      ah_spawn(S, L, lua_gettop(L), 0);
+    else if (ah_tofuture(S, L, -1) == NULL)
+    {
+      lua_pushfstring(L, "bad argument #%d to 'gather' (task, future or "
+                      "function expected, got %s)", k, luaL_typename(L, -1));
+      return lua_error(L);
+    }
     lua_rawseti(L, 2, k);
   }
   g = (ah_gather *)lua_newuserdatauv(L, sizeof(ah_gather)
@@ -515,7 +525,7 @@ static int l_gather (lua_State *L) {
   g->S = S;
   g->n = g->remaining = n;
   g->retexc = retexc;
-  luaL_setmetatable(L, AH_FUTURE_MT);
+  ah_setmt(L, S, AH_MT_FUTURE);
   gi = lua_gettop(L);
   lua_createtable(L, n, 1);  /* results */
   lua_setiuservalue(L, gi, 1);
@@ -573,36 +583,40 @@ void ah_cancelgather (lua_State *L, ah_sched *S, int i, const char *msg) {
 
 #define LATER_MT  "asynchost.TimerHandle"
 
+/* The timer lives in malloc'ed memory (its close completes after the
+** userdata may be gone); the userdata holds a pointer to it, NULL once
+** the timer has fired or was cancelled. */
 typedef struct later {
   uv_timer_t h;
   ah_sched *S;
-  int selfref;  /* keeps the userdata alive while the timer runs */
+  struct later **box;  /* the userdata's pointer to us, or NULL */
+  int selfref;         /* keeps the userdata alive while the timer runs */
   int fnref;
 } later;
 
-static void laterclosed (uv_handle_t *h) {
-  later *l = (later *)h->data;
-  luaL_unref(l->S->L, LUA_REGISTRYINDEX, l->selfref);
-  l->selfref = LUA_NOREF;
+static void laterfree (uv_handle_t *h) {
+  free(h->data);
 }
 
+/* Stops the timer and lets go of its Lua values (state still open). */
 static void laterstop (later *l) {
-  if (l->fnref == LUA_NOREF) return;
-  luaL_unref(l->S->L, LUA_REGISTRYINDEX, l->fnref);
-  l->fnref = LUA_NOREF;
-  uv_close((uv_handle_t *)&l->h, laterclosed);
+  lua_State *L = l->S->L;
+  luaL_unref(L, LUA_REGISTRYINDEX, l->fnref);
+  luaL_unref(L, LUA_REGISTRYINDEX, l->selfref);
+  if (l->box) *l->box = NULL;
+  uv_close((uv_handle_t *)&l->h, laterfree);
 }
 
 static void onlater (uv_timer_t *h) {
   later *l = (later *)h->data;
   lua_State *L = l->S->L;
   int top = lua_gettop(L);
-  lua_pushcfunction(L, ah_msgh);
+  lua_pushcfunction(L, ah_tracemsgh);
   lua_rawgeti(L, LUA_REGISTRYINDEX, l->fnref);
   laterstop(l);
   if (lua_pcall(L, 0, 0, top + 1) != LUA_OK) {
     fprintf(stderr, "asynchost: error in a call_later callback: %s\n",
-            luaL_tolstring(L, -1, NULL));
+            lua_tostring(L, -1));
     fflush(stderr);
   }
   lua_settop(L, top);
@@ -612,31 +626,47 @@ static void onlater (uv_timer_t *h) {
 static int l_calllater (lua_State *L) {
   ah_sched *S = getsched(L);
   lua_Number s = luaL_checknumber(L, 1);
-  later *l;
+  later *l, **box;
   luaL_argcheck(L, s >= 0, 1, "non-negative number expected");
   checkcallable(L, 2);
   if (s > 1e9) s = 1e9;
-  l = (later *)lua_newuserdatauv(L, sizeof(later), 0);
+  box = (later **)lua_newuserdatauv(L, sizeof(later *), 0);
+  *box = NULL;
+  luaL_setmetatable(L, LATER_MT);
+  l = (later *)malloc(sizeof(later));
+  if (l == NULL) return luaL_error(L, "not enough memory");
   l->S = S;
-  l->fnref = l->selfref = LUA_NOREF;
+  l->box = box;
   uv_timer_init(S->loop, &l->h);
   l->h.data = l;
-  luaL_setmetatable(L, LATER_MT);
   lua_pushvalue(L, 2);
   l->fnref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);
   l->selfref = luaL_ref(L, LUA_REGISTRYINDEX);
+  *box = l;
   uv_update_time(S->loop);
   uv_timer_start(&l->h, onlater, (uint64_t)ceil(s * 1000), 0);
   return 1;
 }
 
 static int later_cancel (lua_State *L) {
-  later *l = (later *)luaL_checkudata(L, 1, LATER_MT);
-  int active = l->fnref != LUA_NOREF;
-  laterstop(l);
+  later **box = (later **)luaL_checkudata(L, 1, LATER_MT);
+  int active = *box != NULL;
+  if (active) laterstop(*box);
   lua_pushboolean(L, active);
   return 1;
+}
+
+/* Collected with its timer still set: only when the state closes (the
+** timer keeps its userdata alive otherwise).  No Lua calls here. */
+static int later_gc (lua_State *L) {
+  later **box = (later **)lua_touserdata(L, 1);
+  if (*box != NULL) {
+    (*box)->box = NULL;
+    uv_close((uv_handle_t *)&(*box)->h, laterfree);
+    *box = NULL;
+  }
+  return 0;
 }
 
 /* }====================================================== */
@@ -689,17 +719,20 @@ static const luaL_Reg futmeth[] = {
   {NULL, NULL}
 };
 
-static void newclass (lua_State *L, ah_sched *S, const char *name,
+static void newclass (lua_State *L, ah_sched *S, int k, const char *name,
                       const luaL_Reg *meth, lua_CFunction tostr,
                       lua_CFunction gc) {
   luaL_newmetatable(L, name);
+  ah_regmt(L, S, k);
   lua_newtable(L);
   lua_pushlightuserdata(L, S);
   luaL_setfuncs(L, meth, 1);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, tostr);
+  lua_pushlightuserdata(L, S);
+  lua_pushcclosure(L, tostr, 1);
   lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, gc);
+  lua_pushlightuserdata(L, S);
+  lua_pushcclosure(L, gc, 1);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
 }
@@ -707,8 +740,8 @@ static void newclass (lua_State *L, ah_sched *S, const char *name,
 /* Makes the metatables of tasks and futures (with the scheduler, since
 ** the first task may come before the module is required). */
 void ah_openclasses (lua_State *L, ah_sched *S) {
-  newclass(L, S, AH_TASK_MT, taskmeth, t_tostring, t_gc);
-  newclass(L, S, AH_FUTURE_MT, futmeth, u_tostring, u_gc);
+  newclass(L, S, AH_MT_TASK, AH_TASK_MT, taskmeth, t_tostring, t_gc);
+  newclass(L, S, AH_MT_FUTURE, AH_FUTURE_MT, futmeth, u_tostring, u_gc);
 }
 
 int luaopen_asynchost_core (lua_State *L) {
@@ -718,6 +751,8 @@ int luaopen_asynchost_core (lua_State *L) {
   lua_pushcfunction(L, later_cancel);
   lua_setfield(L, -2, "cancel");
   lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, later_gc);
+  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   lua_newtable(L);
   lua_pushlightuserdata(L, S);

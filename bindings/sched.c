@@ -77,6 +77,28 @@ ah_sched *ah_sched_new (lua_State *L, uv_loop_t *loop) {
   return S;
 }
 
+/* Records the metatable on top as our k-th. */
+void ah_regmt (lua_State *L, ah_sched *S, int k) {
+  S->mt[k] = lua_topointer(L, -1);
+  lua_pushvalue(L, -1);
+  S->mtref[k] = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* Gives the value on top our k-th metatable. */
+void ah_setmt (lua_State *L, ah_sched *S, int k) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, S->mtref[k]);
+  lua_setmetatable(L, -2);
+}
+
+/* Has the value at 'i' our k-th metatable? */
+int ah_ismt (lua_State *L, ah_sched *S, int i, int k) {
+  int r;
+  if (!lua_getmetatable(L, i)) return 0;
+  r = lua_topointer(L, -1) == S->mt[k];
+  lua_pop(L, 1);
+  return r;
+}
+
 ah_sched *ah_sched_get (lua_State *L) {
   ah_sched *S;
   if (lua_getfield(L, LUA_REGISTRYINDEX, AH_SCHED_KEY) == LUA_TUSERDATA)
@@ -107,13 +129,10 @@ void ah_sched_close (ah_sched *S) {
   uv_close((uv_handle_t *)&S->idle, onclosed);
   uv_close((uv_handle_t *)&S->timer, onclosed);
   uv_close((uv_handle_t *)&S->sigint, onclosed);
-  if (own) {  /* 'S' is freed by now or during this run */
+  if (own) {  /* 'S' is freed during this run: no callback may reach Lua */
+    uv_walk(loop, ah_closewalk, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(loop) == UV_EBUSY) {  /* somebody leaked a handle */
-      uv_walk(loop, ah_closewalk, NULL);
-      uv_run(loop, UV_RUN_DEFAULT);
-      uv_loop_close(loop);
-    }
+    uv_loop_close(loop);
     free(loop);
   }
 }
@@ -226,8 +245,7 @@ void ah_checkwake (lua_State *L, ah_task *t) {
 }
 
 /* The running task, or a clear error naming 'fname'. */
-ah_task *ah_current (lua_State *L, const char *fname) {
-  ah_sched *S = ah_sched_get(L);
+ah_task *ah_current (ah_sched *S, lua_State *L, const char *fname) {
   if (S->current == NULL)
     luaL_error(L, "cannot await outside a task (%s was called outside "
                   "async.run or async.spawn)", fname);
@@ -405,7 +423,7 @@ int ah_runtask1 (lua_State *L, int nargs, int nresults, int raw) {
                        "(use async.await or async.spawn)");
     return LUA_ERRRUN;
   }
-  t = ah_spawn(L, base, nargs);  /* replaces function and args with the task */
+  t = ah_spawn(S, L, base, nargs);  /* replaces function and args with the task */
   ah_settaskname(L, lua_gettop(L), outer == NULL ? "main" : NULL);
   S->main = t;
   S->interrupted = 0;

@@ -30,18 +30,14 @@ static const char *const kindnames[] = {"Semaphore", "BoundedSemaphore",
 #define getsched(L)  ((ah_sched *)lua_touserdata(L, lua_upvalueindex(1)))
 
 static sem *checksem (lua_State *L, int i) {
+  ah_sched *S = getsched(L);
   sem *s = (sem *)lua_touserdata(L, i);
   if (s != NULL && lua_getmetatable(L, i)) {
-    int k;
-    for (k = 0; k < 3; k++) {
-      luaL_getmetatable(L, mtnames[k]);
-      if (lua_rawequal(L, -1, -2)) {
-        lua_pop(L, 2);
-        return s;
-      }
-      lua_pop(L, 1);
-    }
+    const void *mt = lua_topointer(L, -1);
     lua_pop(L, 1);
+    if (mt == S->mt[AH_MT_SEM] || mt == S->mt[AH_MT_BSEM] ||
+        mt == S->mt[AH_MT_LOCK])
+      return s;
   }
   luaL_typeerror(L, i, "Semaphore or Lock");
   return NULL;
@@ -53,7 +49,7 @@ static sem *newsem (lua_State *L, int kind, lua_Integer value) {
   s->value = s->bound = value;
   s->owner = NULL;
   s->kind = kind;
-  luaL_setmetatable(L, mtnames[kind]);
+  ah_setmt(L, getsched(L), AH_MT_SEM + kind);
   return s;
 }
 
@@ -64,7 +60,7 @@ static void unqueue (ah_sched *S, ah_task *t) {
 
 /* Queues the running task on 's' and suspends it. */
 static int waiton (lua_State *L, sem *s, const char *fname, lua_KFunction k) {
-  ah_task *t = ah_current(L, fname);
+  ah_task *t = ah_current(getsched(L), L, fname);
   static const char *const what[] = {"a semaphore", "a semaphore", "a lock",
                                      "an event"};
   if (!ah_wait(t, unqueue, s, what[s->kind])) {
@@ -194,7 +190,9 @@ static int l_lock (lua_State *L) {
 ** ======================================================= */
 
 static sem *checkevent (lua_State *L, int i) {
-  return (sem *)luaL_checkudata(L, i, EVENT_MT);
+  if (!ah_ismt(L, getsched(L), i, AH_MT_EVENT))
+    luaL_typeerror(L, i, "Event");
+  return (sem *)lua_touserdata(L, i);
 }
 
 static int waitk (lua_State *L, int status, lua_KContext ctx) {
@@ -271,15 +269,17 @@ static const luaL_Reg funcs[] = {
   {NULL, NULL}
 };
 
-static void newclass (lua_State *L, ah_sched *S, const char *name,
+static void newclass (lua_State *L, ah_sched *S, int k,
                       const luaL_Reg *meth, lua_CFunction tostr,
                       lua_CFunction close) {
-  luaL_newmetatable(L, name);
+  luaL_newmetatable(L, mtnames[k]);
+  ah_regmt(L, S, AH_MT_SEM + k);
   lua_newtable(L);
   lua_pushlightuserdata(L, S);
   luaL_setfuncs(L, meth, 1);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, tostr);
+  lua_pushlightuserdata(L, S);
+  lua_pushcclosure(L, tostr, 1);
   lua_setfield(L, -2, "__tostring");
   if (close != NULL) {
     lua_pushlightuserdata(L, S);
@@ -293,8 +293,8 @@ int luaopen_asynchost_core_sync (lua_State *L) {
   ah_sched *S = ah_sched_get(L);
   int k;
   for (k = 0; k < 3; k++)
-    newclass(L, S, mtnames[k], semmeth, s_tostring, s_close);
-  newclass(L, S, EVENT_MT, eventmeth, e_tostring, NULL);
+    newclass(L, S, k, semmeth, s_tostring, s_close);
+  newclass(L, S, 3, eventmeth, e_tostring, NULL);
   lua_newtable(L);
   lua_pushlightuserdata(L, S);
   luaL_setfuncs(L, funcs, 1);

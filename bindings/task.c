@@ -15,6 +15,8 @@
 #include <math.h>
 #include "asynchost.h"
 
+static void pusherrmsg (lua_State *L, int i);
+
 static const char *const statenames[] =
   {"pending", "done", "failed", "cancelled"};
 
@@ -23,21 +25,19 @@ static const char *const statenames[] =
 ** Helpers: extras, the live table, errors
 ** ======================================================= */
 
-ah_future *ah_tofuture (lua_State *L, int i) {
+ah_future *ah_tofuture (ah_sched *S, lua_State *L, int i) {
   ah_future *f = (ah_future *)lua_touserdata(L, i);
+  const void *mt;
   if (f == NULL || !lua_getmetatable(L, i)) return NULL;
-  lua_getfield(L, LUA_REGISTRYINDEX, AH_TASK_MT);
-  if (!lua_rawequal(L, -1, -2)) {
-    lua_pop(L, 1);
-    lua_getfield(L, LUA_REGISTRYINDEX, AH_FUTURE_MT);
-    if (!lua_rawequal(L, -1, -2)) f = NULL;
-  }
-  lua_pop(L, 2);
-  return f;
+  mt = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  return (mt == S->mt[AH_MT_TASK] || mt == S->mt[AH_MT_FUTURE]) ? f : NULL;
 }
 
-ah_task *ah_checktask (lua_State *L, int i) {
-  return (ah_task *)luaL_checkudata(L, i, AH_TASK_MT);
+ah_task *ah_checktask (ah_sched *S, lua_State *L, int i) {
+  if (!ah_ismt(L, S, i, AH_MT_TASK))
+    luaL_typeerror(L, i, "task");
+  return (ah_task *)lua_touserdata(L, i);
 }
 
 /* Pushes the extras table of the object at 'i', making it when 'make'. */
@@ -251,7 +251,7 @@ void ah_runcallbacks (ah_sched *S) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, S->cbref);
   while (S->cbhead < last) {
     int q = lua_gettop(L);
-    lua_pushcfunction(L, ah_msgh);
+    lua_pushcfunction(L, ah_tracemsgh);
     lua_rawgeti(L, q, ++S->cbhead);  /* callback */
     lua_pushnil(L); lua_rawseti(L, q, S->cbhead);
     lua_rawgeti(L, q, ++S->cbhead);  /* its future */
@@ -370,7 +370,7 @@ int ah_msgh (lua_State *L) {
   ah_task *t = S->current;
   if (lua_type(L, 1) == LUA_TSTRING || !ah_iscancellederror(L, 1)) {
     luaL_traceback(L, L, NULL, 1);
-    if (lua_istable(L, 1)) {  /* an error object keeps its own traceback */
+    if (ah_isa(L, 1, "Error")) {  /* our error objects keep their traceback */
       lua_getfield(L, 1, "traceback");
       if (lua_isnil(L, -1)) {
         lua_pushvalue(L, -2);
@@ -397,6 +397,13 @@ int ah_msgh (lua_State *L) {
   return 1;
 }
 
+/* A message handler for callbacks: the error as text, with a traceback. */
+int ah_tracemsgh (lua_State *L) {
+  pusherrmsg(L, 1);
+  luaL_traceback(L, L, lua_tostring(L, -1), 1);
+  return 1;
+}
+
 static int taskbodyk (lua_State *L, int status, lua_KContext ctx) {
   ah_task *t = *(ah_task **)lua_getextraspace(L);
   (void)ctx;
@@ -418,10 +425,22 @@ static int taskbody (lua_State *L) {
   return taskbodyk(L, lua_pcallk(L, n - 1, LUA_MULTRET, 1, 0, taskbodyk), 0);
 }
 
+/* Finds the frame that spawns: the first Lua caller outside the library's
+** combinators (a task that gather or wait_for spawns for the user was
+** spawned where the user called them). */
+static int spawnsite (lua_State *L, lua_Debug *ar) {
+  int level;
+  for (level = 1; lua_getstack(L, level, ar); level++) {
+    lua_getinfo(L, "Sl", ar);
+    if (ar->currentline > 0 && strstr(ar->source, "asynchost/tasks.lua") == NULL)
+      return 1;
+  }
+  return 0;
+}
+
 /* Makes a task of the function at 'base' and the 'nargs' values above it,
 ** replacing them with the new task.  The task starts on the next turn. */
-ah_task *ah_spawn (lua_State *L, int base, int nargs) {
-  ah_sched *S = ah_sched_get(L);
+ah_task *ah_spawn (ah_sched *S, lua_State *L, int base, int nargs) {
   ah_task *t;
   lua_State *co;
   lua_Debug ar;
@@ -432,12 +451,12 @@ ah_task *ah_spawn (lua_State *L, int base, int nargs) {
   t->heapidx = -1;
   t->waitref = LUA_NOREF;
   t->seq = ++S->seq;
-  luaL_setmetatable(L, AH_TASK_MT);
+  ah_setmt(L, S, AH_MT_TASK);
   co = lua_newthread(L);
   *(ah_task **)lua_getextraspace(co) = t;
   t->co = co;
   lua_setiuservalue(L, -2, 1);
-  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "fl", &ar)) {
+  if (spawnsite(L, &ar) && lua_getinfo(L, "f", &ar)) {
     t->spawnline = ar.currentline;
     lua_setiuservalue(L, -2, 2);  /* the spawning function */
   }
@@ -499,8 +518,9 @@ void ah_unawait (ah_sched *S, ah_task *t) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->waitref);
   luaL_unref(L, LUA_REGISTRYINDEX, t->waitref);
   t->waitref = LUA_NOREF;
-  ah_cancelfuture(L, S, lua_gettop(L), NULL);
-  lua_pop(L, 1);
+  ah_pushextra(L, t, "cancelmsg");  /* forwarded with the cancel */
+  ah_cancelfuture(L, S, lua_gettop(L) - 1, lua_tostring(L, -1));
+  lua_pop(L, 2);
 }
 
 /* Requests the cancellation of 't'.  Returns 0 if it is already done. */

@@ -83,7 +83,8 @@ M.BrokenBarrierError = Error:extend("BrokenBarrierError")
 function M.TaskGroupError.__tostring(e)
   local parts = {}
   for i, err in ipairs(e.errors or {}) do parts[i] = tostring(err) end
-  return "TaskGroupError: " .. (e.message or "") ..
+  return (rawget(getmetatable(e), "__name") or "TaskGroupError") .. ": " ..
+         (e.message or "") ..
          (#parts > 0 and (": " .. table.concat(parts, "; ")) or "")
 end
 

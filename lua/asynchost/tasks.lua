@@ -123,9 +123,9 @@ end
 --- Awaits x (task, future or function to spawn) for at most `seconds`:
 -- on timeout x is cancelled, awaited to its end, and TimeoutError raised.
 function M.wait_for(x, seconds)
-  local t = awaitable(x, 1, "wait_for")
   checkdelay(seconds, 2, "wait_for", true)
   running("wait_for")
+  local t = awaitable(x, 1, "wait_for")
   if seconds == nil then return await(t) end
   local res = pack(rawpcall(M.timeout, seconds, await, t))
   if not res[1] and TimeoutError:is(res[2]) and not t:done() then
@@ -163,9 +163,14 @@ function M.wait(list, opts)
     argerror(2, "wait", "invalid return_when '" .. tostring(when) .. "'", 2)
   end
   checkdelay(opts.timeout, 2, "wait", true)
+  running("wait")
+  for i = 1, #list do
+    if not isfuture(list[i]) and type(list[i]) ~= "function" then
+      awaitable(list[i], i, "wait")  -- raises
+    end
+  end
   local items = {}
   for i = 1, #list do items[i] = awaitable(list[i], i, "wait") end
-  running("wait")
   local function satisfied()
     local ndone = 0
     for _, f in ipairs(items) do
@@ -205,6 +210,11 @@ function M.as_completed(list, opts)
   end
   opts = opts or {}
   checkdelay(opts.timeout, 2, "as_completed", true)
+  for i = 1, #list do
+    if not isfuture(list[i]) and type(list[i]) ~= "function" then
+      awaitable(list[i], i, "as_completed")  -- raises
+    end
+  end
   local deadline = opts.timeout and core.loop_time() + opts.timeout
   local finished, head, tail, total, given = {}, 1, 0, #list, 0
   local waiter
@@ -243,8 +253,8 @@ end
 
 --- Awaits x, but cancelling the awaiting task does not cancel x.
 function M.shield(x)
-  local inner = awaitable(x, 1, "shield")
   running("shield")
+  local inner = awaitable(x, 1, "shield")
   if inner:done() then return await(inner) end
   local outer = Future()
   inner:add_done_callback(function(f)
@@ -326,30 +336,35 @@ end
 TaskGroup.create_task = TaskGroup.spawn
 
 --- Waits for every task of the group (what `<close>` calls).
+-- If only the body failed, its error propagates as it is; if tasks failed
+-- too, TaskGroupError holds them all, the body's error first.
 function TaskGroup:__close(err)
   if self.exited then return end
   self.exiting = true
-  local propagate = false
+  local cancelled  -- a CancelledError to pass on, if we were cancelled
   if err ~= nil and not (CancelledError:is(err) and self.cancelled_parent) then
-    if CancelledError:is(err) then propagate = true end
+    if CancelledError:is(err) then cancelled = err end
     self:_abort()
   end
   while self.pending > 0 do
     self.waiter = Future()
     local ok, e = rawpcall(await, self.waiter)
     if not ok then  -- we were cancelled while waiting: stop the children
-      propagate = propagate or CancelledError:is(e)
+      if CancelledError:is(e) then cancelled = cancelled or e end
       self:_abort()
     end
   end
   self.exited = true
   if self.cancelled_parent then self.parent:uncancel() end
   if #self.errors > 0 then
-    error(TaskGroupError{message = #self.errors == 1 and "1 task failed"
-                         or (#self.errors .. " tasks failed"),
-                         errors = self.errors}, 0)
+    local errs = self.errors
+    if err ~= nil and not CancelledError:is(err) then
+      table.insert(errs, 1, err)
+    end
+    error(TaskGroupError{message = #errs == 1 and "1 task failed"
+                         or (#errs .. " tasks failed"), errors = errs}, 0)
   end
-  if propagate and err == nil then error(CancelledError("cancelled"), 0) end
+  if cancelled and err == nil then error(cancelled, 0) end
 end
 TaskGroup.close = TaskGroup.__close
 
