@@ -63,7 +63,7 @@ typedef struct ah_wlist {  /* waiters, FIFO */
 /* Undoes the wait of a suspended task that is being cancelled. */
 typedef void (*ah_unwaitfn) (ah_sched *S, ah_task *t);
 
-enum { AH_KIND_FUTURE, AH_KIND_TASK, AH_KIND_GATHER };
+enum { AH_KIND_FUTURE, AH_KIND_TASK, AH_KIND_GATHER, AH_KIND_HOOKED };
 
 struct ah_future {
   unsigned char istask;
@@ -74,6 +74,13 @@ struct ah_future {
   int nres;                 /* number of results, or 1 for the error */
   ah_wlist waiters;
 };
+
+/* a future whose cancellation calls back into C (the embedder's) */
+typedef struct ah_hookedfuture {
+  ah_future f;
+  void (*oncancel) (void *p);
+  void *p;
+} ah_hookedfuture;
 
 struct ah_task {
   ah_future f;

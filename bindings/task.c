@@ -196,6 +196,24 @@ static void pushwhere (lua_State *L, int i) {
   }
 }
 
+/* Pushes pre .. "file:line" .. post for where the task at 'i' was
+** spawned, or 'none' for a task started from C. */
+static void pushspawnedat (lua_State *L, int i, const char *pre,
+                           const char *post, const char *none) {
+  i = lua_absindex(L, i);
+  pushwhere(L, i);
+  if (strcmp(lua_tostring(L, -1), "?") == 0) {
+    lua_pop(L, 1);
+    lua_pushstring(L, none);
+  }
+  else {
+    lua_pushstring(L, pre);
+    lua_insert(L, -2);
+    lua_pushstring(L, post);
+    lua_concat(L, 3);
+  }
+}
+
 /* }====================================================== */
 
 
@@ -431,9 +449,10 @@ static int taskbody (lua_State *L) {
 static int spawnsite (lua_State *L, lua_Debug *ar) {
   int level;
   for (level = 1; lua_getstack(L, level, ar); level++) {
-    lua_getinfo(L, "Sl", ar);
+    lua_getinfo(L, "Slf", ar);  /* pushes the function */
     if (ar->currentline > 0 && strstr(ar->source, "asynchost/tasks.lua") == NULL)
       return 1;
+    lua_pop(L, 1);
   }
   return 0;
 }
@@ -456,7 +475,7 @@ ah_task *ah_spawn (ah_sched *S, lua_State *L, int base, int nargs) {
   *(ah_task **)lua_getextraspace(co) = t;
   t->co = co;
   lua_setiuservalue(L, -2, 1);
-  if (spawnsite(L, &ar) && lua_getinfo(L, "f", &ar)) {
+  if (spawnsite(L, &ar)) {
     t->spawnline = ar.currentline;
     lua_setiuservalue(L, -2, 2);  /* the spawning function */
   }
@@ -606,10 +625,9 @@ static void addstory (lua_State *L, int i) {
   else lua_pop(L, 1);
   lua_pushliteral(L, "\n\t(in task '");
   ah_pushname(L, i);
-  lua_pushliteral(L, "', spawned at ");
-  pushwhere(L, i);
+  pushspawnedat(L, i, "', spawned at ", "", "'");
   lua_pushliteral(L, ")");
-  lua_concat(L, 6);
+  lua_concat(L, 5);
 }
 
 /* Pushes the message of the failed task at 'i': its error, where it was
@@ -659,9 +677,8 @@ void ah_pushtaskdump (lua_State *L, const char *title) {
     t = (ah_task *)lua_touserdata(L, -1);
     lua_pushliteral(L, "\n  task '");
     ah_pushname(L, -2);
-    lua_pushliteral(L, "' (spawned at ");
-    pushwhere(L, -4);
-    lua_pushliteral(L, "): ");
+    pushspawnedat(L, -3, "' (spawned at ", ")", "'");
+    lua_pushliteral(L, ": ");
     ah_pushwait(L, t);
     if (t->started && t != S->current) {
       luaL_traceback(L, t->co, NULL, 0);
@@ -669,10 +686,10 @@ void ah_pushtaskdump (lua_State *L, const char *title) {
       lua_remove(L, -2);
       lua_pushliteral(L, "\n    ");
       lua_insert(L, -2);
-      lua_concat(L, 8);
+      lua_concat(L, 7);
     }
     else
-      lua_concat(L, 6);
+      lua_concat(L, 5);
     lua_remove(L, -2);  /* the task */
     lua_concat(L, 2);
   }
@@ -695,6 +712,8 @@ int ah_cancelfuture (lua_State *L, ah_sched *S, int i, const char *msg) {
   ah_completed(L, S, i);
   if (f->kind == AH_KIND_GATHER)
     ah_cancelgather(L, S, i, msg);
+  else if (f->kind == AH_KIND_HOOKED && ((ah_hookedfuture *)f)->oncancel)
+    ((ah_hookedfuture *)f)->oncancel(((ah_hookedfuture *)f)->p);
   return 1;
 }
 

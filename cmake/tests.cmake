@@ -32,3 +32,25 @@ foreach(spec IN LISTS AH_SPECS)
       ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1;ASYNCHOST_BIN=${ASYNCHOST_ASAN_BIN}")
   endif()
 endforeach()
+
+# The C API: each case of tests/embed_test.c is a test, here and under the
+# ASan build; and the embedding example runs to its end.
+set(AH_EMBED_CASES version borrowed thread cancel twohosts churn errors
+    closepending ownloop)
+get_filename_component(AH_ASAN_DIR "${ASYNCHOST_ASAN_BIN}" DIRECTORY)
+if(NOT TARGET embed_test OR NOT TARGET embed_example)
+  return()
+endif()
+foreach(case IN LISTS AH_EMBED_CASES)
+  add_test(NAME c:embed:${case} COMMAND embed_test ${case})
+  set_tests_properties(c:embed:${case} PROPERTIES TIMEOUT 120)
+  if(ASYNCHOST_ASAN_BIN)
+    add_test(NAME asan:embed:${case} COMMAND ${AH_ASAN_DIR}/embed_test ${case})
+    set_tests_properties(asan:embed:${case} PROPERTIES TIMEOUT 300
+      ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+  endif()
+endforeach()
+add_test(NAME c:example:embed COMMAND embed_example
+         ${PROJECT_SOURCE_DIR}/examples/embed/script.lua)
+set_tests_properties(c:example:embed PROPERTIES TIMEOUT 60
+  PASS_REGULAR_EXPRESSION "shut down cleanly")

@@ -1,7 +1,9 @@
 /*
 ** The asynchost executable: the standalone 'lua' interpreter, with the
 ** same options and 'arg' table (lua/lua lua.c), except that every chunk
-** runs as a task on the libuv loop (ah_runtask).
+** runs as a task on the libuv loop.  It is the first program that embeds
+** asynchost through its public API (include/asynchost.h): a host with a
+** loop of its own, ah_host_call for every chunk, ah_host_close at the end.
 */
 
 #include <stdio.h>
@@ -14,7 +16,7 @@
 #include "lauxlib.h"
 #include "lualib.h"
 
-#include "asynchost.h"
+#include "../include/asynchost.h"
 #include "host.h"
 
 
@@ -127,7 +129,7 @@ static void makearg (lua_State *L, char **argv, int argc, int script) {
 /* Runs the chunk just loaded, if it loaded, as a task. */
 static int dochunk (lua_State *L, int status) {
   if (status == LUA_OK)
-    status = ah_runtask(L, 0, 0);
+    status = ah_host_call(ah_host_of(L), 0, 0);
   return report(L, status);
 }
 
@@ -154,7 +156,7 @@ static int dolib (lua_State *L, const char *spec) {
     lua_pushstring(L, spec);
   lua_getglobal(L, "require");
   lua_pushstring(L, spec);
-  status = ah_runtask(L, 1, 1);  /* name, result or error */
+  status = ah_host_call(ah_host_of(L), 1, 1);  /* name, result or error */
   if (status == LUA_OK)
     lua_setglobal(L, lua_tostring(L, -2));
   else
@@ -187,7 +189,7 @@ static int doscript (lua_State *L, char **argv) {
   status = luaL_loadfile(L, fname);
   if (status == LUA_OK) {
     int n = pushargs(L);
-    status = ah_runtask(L, n, 0);
+    status = ah_host_call(ah_host_of(L), n, 0);
   }
   return report(L, status);
 }
@@ -306,11 +308,7 @@ static int pmain (lua_State *L) {
   }
   if (opts & OPT_VERSION)
     version();
-  if (opts & OPT_NOENV) {  /* before the libraries read LUA_PATH... */
-    lua_pushboolean(L, 1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
-  }
-  ah_openlibs(L);
+  /* the libraries are open already (ah_host_new, honouring -E) */
   makearg(L, argv, argc, script);
   lua_gc(L, LUA_GCRESTART);  /* stopped by 'main' */
   lua_gc(L, LUA_GCGEN, 0, 0);
@@ -336,20 +334,23 @@ static int pmain (lua_State *L) {
 
 
 int main (int argc, char **argv) {
-  int status, ok;
-  lua_State *L = luaL_newstate();
-  if (L == NULL) {
+  int status, ok, script;
+  int opts = scanargs(argv, &script);  /* -E must be known before the host */
+  ah_host *h = ah_host_new(NULL, (opts != OPT_ERROR && (opts & OPT_NOENV))
+                                 ? AH_NOENV : 0);
+  lua_State *L;
+  if (h == NULL) {
     message(argv[0], "cannot create state: not enough memory");
     return EXIT_FAILURE;
   }
-  lua_gc(L, LUA_GCSTOP);  /* while the libraries are opened */
+  L = ah_host_state(h);
+  lua_gc(L, LUA_GCSTOP);  /* until the arguments are in place */
   lua_pushcfunction(L, pmain);
   lua_pushinteger(L, argc);
   lua_pushlightuserdata(L, argv);
   status = lua_pcall(L, 2, 1, 0);
   ok = (status == LUA_OK && lua_toboolean(L, -1));
   report(L, status);  /* an error that escaped pmain */
-  ah_shutdown(L);  /* pending tasks and handles, whatever happened */
-  lua_close(L);
+  ah_host_close(h, 5000, NULL, NULL);  /* pending tasks, handles, state */
   return ok ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -9,7 +9,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 
-#include "asynchost.h"
+#include "../include/asynchost.h"
 #include "host.h"
 
 
@@ -160,7 +160,7 @@ int ah_repl (lua_State *L) {
   int status;
   while ((status = loadchunk(L)) != -1) {
     if (status == LUA_OK)
-      status = ah_runtask(L, 0, LUA_MULTRET);
+      status = ah_host_call(ah_host_of(L), 0, LUA_MULTRET);
     if (status == LUA_OK)
       printresults(L, base);
     else

@@ -10,7 +10,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DASYNCHOST_ASAN=ON \
       -DASYNCHOST_TESTS=OFF >/dev/null
-cmake --build build-asan -j"$jobs" --target asynchost
+cmake --build build-asan -j"$jobs" --target asynchost embed_test
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DASYNCHOST_ASAN_BIN="$PWD/build-asan/asynchost" >/dev/null
