@@ -461,7 +461,8 @@ void ah_shutdown (lua_State *L) {
     if (!alive && S->rcount == 0) break;
   }
   if (S->nlive > 0) {
-    ah_pushtaskdump(L, "asynchost: tasks still pending at exit");
+    ah_pushtaskdump(L, "asynchost: tasks that would not end after the main "
+                       "task (cleanup took over 5 s)");
     fprintf(stderr, "%s\n", lua_tostring(L, -1));
     lua_pop(L, 1);
   }

@@ -580,10 +580,10 @@ void ah_cancelall (lua_State *L, ah_sched *S) {
       ah_pushname(L, -1);
       pushwhere(L, -2);
       fprintf(stderr, "asynchost: cancelling task '%s' (spawned at %s), "
-              "still pending at exit\n", lua_tostring(L, -2),
+              "still pending when the main task ended\n", lua_tostring(L, -2),
               lua_tostring(L, -1));
       lua_pop(L, 2);
-      ah_cancel(S, t, "pending at exit");
+      ah_cancel(S, t, "the main task ended");
     }
     lua_pop(L, 1);
   }
