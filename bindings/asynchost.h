@@ -164,7 +164,7 @@ ah_task *ah_spawn (ah_sched *S, lua_State *L, int base, int nargs);
 void ah_step (ah_sched *S, ah_task *t);
 int ah_cancel (ah_sched *S, ah_task *t, const char *msg);
 int ah_cancelfuture (lua_State *L, ah_sched *S, int i, const char *msg);
-void ah_cancelall (lua_State *L, ah_sched *S);
+void ah_cancelall (lua_State *L, ah_sched *S, const char *why);
 void ah_unawait (ah_sched *S, ah_task *t);
 void ah_addwaiter (ah_wlist *l, ah_waiter *w);
 void ah_delwaiter (ah_wlist *l, ah_waiter *w);

@@ -455,7 +455,7 @@ void ah_shutdown (lua_State *L) {
   uint64_t limit = uv_hrtime() + (uint64_t)5 * 1000000000u;
   if (S->current != NULL) return;
   if (S->nlive > 0)
-    ah_cancelall(L, S);
+    ah_cancelall(L, S, "the main task ended");
   while (S->nlive > 0 && uv_hrtime() < limit) {
     int alive = uv_run(S->loop, UV_RUN_ONCE);
     if (!alive && S->rcount == 0) break;

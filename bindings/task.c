@@ -564,7 +564,7 @@ int ah_cancel (ah_sched *S, ah_task *t, const char *msg) {
 }
 
 /* Cancels every pending task (at exit), saying so on stderr. */
-void ah_cancelall (lua_State *L, ah_sched *S) {
+void ah_cancelall (lua_State *L, ah_sched *S, const char *why) {
   int n = S->nlive, k;
   lua_rawgeti(L, LUA_REGISTRYINDEX, S->liveref);
   lua_createtable(L, n, 0);  /* a copy: cancelling may end tasks */
@@ -580,10 +580,10 @@ void ah_cancelall (lua_State *L, ah_sched *S) {
       ah_pushname(L, -1);
       pushwhere(L, -2);
       fprintf(stderr, "asynchost: cancelling task '%s' (spawned at %s), "
-              "still pending when the main task ended\n", lua_tostring(L, -2),
-              lua_tostring(L, -1));
+              "still pending when %s\n", lua_tostring(L, -2),
+              lua_tostring(L, -1), why);
       lua_pop(L, 2);
-      ah_cancel(S, t, "the main task ended");
+      ah_cancel(S, t, why);
     }
     lua_pop(L, 1);
   }

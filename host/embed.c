@@ -33,12 +33,14 @@ struct ah_host {
   post *phead, *ptail;
   ah_cfuture *futures;      /* not yet finished */
   int nfutures;
+  struct watch *watches;    /* started tasks not yet ended */
   int depth;                /* > 0 inside our callbacks into the embedder */
   int closing;              /* close requested: no new work */
   int nclosing;             /* handles of ours still closing */
   int finished;             /* own loop: closed from a callback, to free */
   uv_timer_t closetimer;    /* polls the end of the tasks when closing */
   uint64_t closedeadline;
+  int closeturns;           /* times the close timer ran */
   void (*closecb) (void *ud);
   void *closeud;
 };
@@ -100,7 +102,11 @@ static int opener (lua_State *L) {
     luaL_requiref(L, LUA_LOADLIBNAME, luaopen_package, 1);
     luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
     luaL_requiref(L, LUA_COLIBNAME, luaopen_coroutine, 1);
-    lua_pop(L, 4);
+    /* what asynchost's Lua modules use, loadable but not global */
+    luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 0);
+    luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 0);
+    luaL_requiref(L, LUA_DBLIBNAME, luaopen_debug, 0);
+    lua_pop(L, 7);
     ah_openmodules(L);
   }
   else
@@ -233,6 +239,7 @@ int ah_host_call (ah_host *h, int nargs, int nresults) {
 
 typedef struct watch {
   ah_waiter w;
+  struct watch *prev, *next;  /* in the host's list */
   ah_host *h;
   ah_done_cb cb;
   void *ud;
@@ -246,6 +253,8 @@ static void ondone (ah_sched *S, ah_waiter *w, ah_future *f) {
   lua_State *L = S->L;
   int top = lua_gettop(L), status;
   (void)f;
+  if (wt->prev) wt->prev->next = wt->next; else h->watches = wt->next;
+  if (wt->next) wt->next->prev = wt->prev;
   lua_rawgeti(L, LUA_REGISTRYINDEX, wt->ref);
   luaL_unref(L, LUA_REGISTRYINDEX, wt->ref);
   status = ah_taskoutcome(L, top + 1, LUA_MULTRET, 0);
@@ -272,6 +281,10 @@ static int watchtask (ah_host *h, ah_done_cb cb, void *ud) {
   wt->cb = cb;
   wt->ud = ud;
   wt->w.fn = ondone;
+  wt->prev = NULL;
+  wt->next = h->watches;
+  if (h->watches) h->watches->prev = wt;
+  h->watches = wt;
   ah_addwaiter(&((ah_future *)lua_touserdata(L, -1))->waiters, &wt->w);
   wt->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return AH_OK;
@@ -340,8 +353,11 @@ static void unlinkfuture (ah_cfuture *c) {
   h->nfutures--;
   refasync(h);
   if (c->ref != LUA_NOREF) {
+    cfutud *u;
     lua_rawgeti(h->L, LUA_REGISTRYINDEX, c->ref);
-    ((cfutud *)lua_touserdata(h->L, -1))->c = NULL;
+    u = (cfutud *)lua_touserdata(h->L, -1);
+    u->c = NULL;
+    u->hf.p = NULL;  /* a later cancel from Lua calls no one */
     lua_pop(h->L, 1);
     luaL_unref(h->L, LUA_REGISTRYINDEX, c->ref);
   }
@@ -350,12 +366,14 @@ static void unlinkfuture (ah_cfuture *c) {
 /* The Lua future was cancelled: tell the embedder, once. */
 static void oncancel (void *p) {
   ah_cfuture *c = (ah_cfuture *)p;
+  ah_host *h;
   if (c == NULL || c->cancelled) return;
   c->cancelled = 1;
   if (c->cancel != NULL) {
-    if (c->h) c->h->depth++;
+    h = c->h;  /* the callback may finish 'c', which frees it */
+    if (h) h->depth++;
     c->cancel(c, c->ud);
-    if (c->h) c->h->depth--;
+    if (h) h->depth--;
   }
 }
 
@@ -546,6 +564,11 @@ static void finalclose (ah_host *h) {
   }
   lua_close(h->L);  /* the scheduler closes its handles */
   h->L = NULL;
+  while (h->watches) {  /* of tasks abandoned: they never end */
+    watch *wt = h->watches;
+    h->watches = wt->next;
+    free(wt);
+  }
   h->nclosing = 2;
   uv_close((uv_handle_t *)&h->async, onhandleclosed);
   uv_close((uv_handle_t *)&h->closetimer, onhandleclosed);
@@ -553,7 +576,10 @@ static void finalclose (ah_host *h) {
 
 static void onclosetimer (uv_timer_t *t) {
   ah_host *h = (ah_host *)t->data;
-  if (h->S->nlive == 0 || uv_now(h->loop) >= h->closedeadline) {
+  /* at its first run the cancelled tasks have not run yet: give them that
+  ** one turn to clean up, even with no grace */
+  if (h->S->nlive == 0 ||
+      (uv_now(h->loop) >= h->closedeadline && h->closeturns++ > 0)) {
     uv_timer_stop(t);
     finalclose(h);
   }
@@ -579,7 +605,7 @@ int ah_host_close (ah_host *h, unsigned grace_ms, void (*cb) (void *ud),
     lua_pop(h->L, 1);
   }
   if (h->S->nlive > 0)
-    ah_cancelall(h->L, h->S);
+    ah_cancelall(h->L, h->S, "the host closed");
   uv_update_time(h->loop);
   h->closedeadline = uv_now(h->loop) + grace_ms;
   uv_timer_start(&h->closetimer, onclosetimer, 0, 1);

@@ -126,7 +126,9 @@ int ah_host_start_function (ah_host *h, int nargs, ah_done_cb cb, void *ud);
 
 /* Called (once, on the loop thread) when the task awaiting the future is
 ** cancelled, or the future itself is; the operation should stop.  The
-** future must still be finished with one of the calls below. */
+** future must still be finished with one of the calls below (the cancel
+** callback itself may do it).  Until then it keeps the loop alive, as an
+** unfinished libuv request would. */
 typedef void (*ah_cancel_cb) (ah_cfuture *f, void *ud);
 
 /* Creates a future and pushes it on L (to return it to Lua).  NULL (and
@@ -161,7 +163,8 @@ ah_host *ah_future_host (ah_cfuture *f);
 int ah_host_post (ah_host *h, void (*fn) (ah_host *h, void *ud), void *ud);
 
 /* Shuts the host down: cancels its tasks, lets them clean up (they may
-** still await; after 'grace_ms' those left are abandoned and reported),
+** still await; every task gets at least one loop turn, and after
+** 'grace_ms' those left are abandoned, reported, and get no done callback),
 ** closes its handles, closes the Lua state and frees the host, then calls
 ** cb(ud) (may be NULL).  With its own loop this happens before
 ** ah_host_close returns; with a borrowed loop it happens on the coming

@@ -7,7 +7,7 @@
 -- `path`, `url`, `errors`...).
 -- One set of classes per Lua state, even if this module is loaded again
 -- (busted's insulation does that): the C core raises these very classes.
-local registry = debug.getregistry()
+local registry = require("debug").getregistry()
 if type(registry["asynchost.errors"]) == "table" then
   return registry["asynchost.errors"]
 end

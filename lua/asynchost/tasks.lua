@@ -7,6 +7,7 @@
 -- CancelledError caught by pcall comes back at the next await until the
 -- request is withdrawn with task:uncancel(), so scopes never wait forever.
 local core = require "asynchost.core"
+local math = require "math"
 local errors = require "asynchost.errors"
 
 local CancelledError, TimeoutError = errors.CancelledError, errors.TimeoutError
