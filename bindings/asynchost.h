@@ -34,7 +34,7 @@
 
 /* the metatables of asynchost's userdata (ah_sched.mt) */
 enum { AH_MT_TASK, AH_MT_FUTURE, AH_MT_SEM, AH_MT_BSEM, AH_MT_LOCK,
-       AH_MT_EVENT, AH_NMT };
+       AH_MT_EVENT, AH_MT_QUEUE, AH_NMT };
 
 typedef struct ah_sched ah_sched;
 typedef struct ah_future ah_future;
@@ -65,7 +65,20 @@ typedef void (*ah_unwaitfn) (ah_sched *S, ah_task *t);
 
 enum { AH_KIND_FUTURE, AH_KIND_TASK, AH_KIND_GATHER, AH_KIND_HOOKED };
 
+/* First field of every asynchost userdata: Lua code cannot forge the
+** bytes of a full userdata, so its size and this tag identify ours much
+** faster than comparing metatables (on every put, get and await). */
+#define AH_TAG_FUTURE  0x41486675u  /* "AHfu" */
+#define AH_TAG_SYNC    0x41487379u  /* "AHsy" */
+#define AH_TAG_QUEUE   0x41487175u  /* "AHqu" */
+
+/* Is the value at 'i' one of our userdata of at least 'size' bytes whose
+** tag is 'tag'?  Then returns it, else NULL. */
+#define ah_totagged(L,i,tag,size)  ah_totagged_(L, i, tag, sizeof(size))
+void *ah_totagged_ (lua_State *L, int i, unsigned int tag, size_t size);
+
 struct ah_future {
+  unsigned int tag;         /* AH_TAG_FUTURE */
   unsigned char istask;
   unsigned char kind;       /* AH_KIND_* */
   unsigned char state;      /* AH_PENDING ... */
@@ -151,6 +164,7 @@ int ah_wait (ah_task *t, ah_unwaitfn unwait, void *obj, const char *what);
 void ah_wake (ah_task *t, int how);
 int ah_suspend (lua_State *L, lua_KFunction k, lua_KContext ctx);
 void ah_checkwake (lua_State *L, ah_task *t);
+int ah_cancelpending (ah_task *t);
 ah_task *ah_current (ah_sched *S, lua_State *L, const char *fname);
 void ah_sleep (ah_task *t, double seconds);
 int ah_runtask1 (lua_State *L, int nargs, int nresults, int raw);
@@ -202,5 +216,6 @@ void ah_cancelgather (lua_State *L, ah_sched *S, int i, const char *msg);
 int luaopen_asynchost_core (lua_State *L);
 int luaopen_asynchost_core_coroutine (lua_State *L);
 int luaopen_asynchost_core_sync (lua_State *L);
+int luaopen_asynchost_core_queue (lua_State *L);
 
 #endif

@@ -353,15 +353,15 @@ static int t_gc (lua_State *L) {
 static int l_future (lua_State *L) {
   ah_future *f = (ah_future *)lua_newuserdatauv(L, sizeof(ah_future), 3);
   memset(f, 0, sizeof(*f));
+  f->tag = AH_TAG_FUTURE;
   ah_setmt(L, getsched(L), AH_MT_FUTURE);
   return 1;
 }
 
 static ah_future *checkplain (lua_State *L, int i) {
-  ah_future *f;
-  if (!ah_ismt(L, getsched(L), i, AH_MT_FUTURE))
+  ah_future *f = ah_tofuture(getsched(L), L, i);
+  if (f == NULL || f->istask)
     luaL_typeerror(L, i, "future");
-  f = (ah_future *)lua_touserdata(L, i);
   if (f->kind == AH_KIND_GATHER)
     luaL_argerror(L, i, "the result of a gather cannot be set");
   return f;
@@ -521,6 +521,7 @@ static int l_gather (lua_State *L) {
   g = (ah_gather *)lua_newuserdatauv(L, sizeof(ah_gather)
                                         + (size_t)n * sizeof(gnode), 3);
   memset(g, 0, sizeof(ah_gather) + (size_t)n * sizeof(gnode));
+  g->f.tag = AH_TAG_FUTURE;
   g->f.kind = AH_KIND_GATHER;
   g->S = S;
   g->n = g->remaining = n;

@@ -77,6 +77,14 @@ ah_sched *ah_sched_new (lua_State *L, uv_loop_t *loop) {
   return S;
 }
 
+void *ah_totagged_ (lua_State *L, int i, unsigned int tag, size_t size) {
+  unsigned int *p = (unsigned int *)lua_touserdata(L, i);
+  /* a light userdata has no length: it fails the size test */
+  if (p == NULL || lua_rawlen(L, i) < size || *p != tag)
+    return NULL;
+  return p;
+}
+
 /* Records the metatable on top as our k-th. */
 void ah_regmt (lua_State *L, ah_sched *S, int k) {
   S->mt[k] = lua_topointer(L, -1);
@@ -229,13 +237,23 @@ int ah_suspend (lua_State *L, lua_KFunction k, lua_KContext ctx) {
   return lua_yieldk(L, 1, ctx, k);
 }
 
-/* At the return of a wait: raises CancelledError (or the error the
-** scheduler set) when that is how the task was woken. */
+/* Was the task cancelled since its wait began (while waiting, or after it
+** was woken but before it ran)?  A primitive that handed it something
+** (a permit) passes it on when this is true, before ah_checkwake. */
+int ah_cancelpending (ah_task *t) {
+  return t->wake == AH_WAKE_CANCEL || (t->wake == AH_WAKE_OK && t->mustcancel);
+}
+
+/* At the return of a wait: raises CancelledError when the task was
+** cancelled since the wait began (even if it was woken first: what it
+** waited for stays where it was, as in asyncio), or the error the
+** scheduler set. */
 void ah_checkwake (lua_State *L, ah_task *t) {
   t->waitwhat = NULL;
-  if (t->wake == AH_WAKE_OK) return;
-  if (t->wake == AH_WAKE_CANCEL) {
+  if (t->wake == AH_WAKE_OK && !t->mustcancel) return;
+  if (t->wake != AH_WAKE_ERROR) {
     t->wake = AH_WAKE_OK;
+    t->mustcancel = 0;
     ah_pushcancelled(L, t);
     lua_error(L);
   }

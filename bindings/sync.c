@@ -3,9 +3,9 @@
 **
 ** Waiters queue FIFO on the primitive (each on its task's waiter node).
 ** A release hands the permit straight to the oldest waiter, which cannot
-** be overtaken; a waiter cancelled after it was handed the permit still
-** gets it (acquire returns) and sees the CancelledError at its next await,
-** so no permit is ever lost.  acquire() returns the primitive itself,
+** be overtaken; a waiter cancelled after it was handed the permit but
+** before it ran passes the permit on and raises CancelledError (as in
+** asyncio), so no permit is ever lost.  acquire() returns the primitive itself,
 ** whose __close releases it: local guard <close> = sem:acquire().
 */
 #include "asynchost.h"
@@ -16,6 +16,7 @@
 #define EVENT_MT  "asynchost.Event"
 
 typedef struct sem {
+  unsigned int tag;     /* AH_TAG_SYNC */
   ah_wlist waiters;
   lua_Integer value;    /* permits available */
   lua_Integer bound;    /* initial value, for BoundedSemaphore */
@@ -30,21 +31,15 @@ static const char *const kindnames[] = {"Semaphore", "BoundedSemaphore",
 #define getsched(L)  ((ah_sched *)lua_touserdata(L, lua_upvalueindex(1)))
 
 static sem *checksem (lua_State *L, int i) {
-  ah_sched *S = getsched(L);
-  sem *s = (sem *)lua_touserdata(L, i);
-  if (s != NULL && lua_getmetatable(L, i)) {
-    const void *mt = lua_topointer(L, -1);
-    lua_pop(L, 1);
-    if (mt == S->mt[AH_MT_SEM] || mt == S->mt[AH_MT_BSEM] ||
-        mt == S->mt[AH_MT_LOCK])
-      return s;
-  }
-  luaL_typeerror(L, i, "Semaphore or Lock");
-  return NULL;
+  sem *s = (sem *)ah_totagged(L, i, AH_TAG_SYNC, sem);
+  if (s == NULL || s->kind == 3)
+    luaL_typeerror(L, i, "Semaphore or Lock");
+  return s;
 }
 
 static sem *newsem (lua_State *L, int kind, lua_Integer value) {
   sem *s = (sem *)lua_newuserdatauv(L, sizeof(sem), 0);
+  s->tag = AH_TAG_SYNC;
   s->waiters.head = s->waiters.tail = NULL;
   s->value = s->bound = value;
   s->owner = NULL;
@@ -87,8 +82,15 @@ static ah_task *wakeone (sem *s) {
 ** ======================================================= */
 
 static int acquirek (lua_State *L, int status, lua_KContext ctx) {
+  ah_task *t = getsched(L)->current;
   (void)status; (void)ctx;
-  ah_checkwake(L, getsched(L)->current);
+  if (t->wake == AH_WAKE_OK && t->mustcancel) {  /* handed the permit, then */
+    sem *s = (sem *)lua_touserdata(L, 1);        /* cancelled: pass it on */
+    ah_task *next = wakeone(s);
+    if (next == NULL) { s->value++; s->owner = NULL; }
+    else if (s->kind == 2) s->owner = next;
+  }
+  ah_checkwake(L, t);
   lua_settop(L, 1);
   return 1;
 }
@@ -190,9 +192,10 @@ static int l_lock (lua_State *L) {
 ** ======================================================= */
 
 static sem *checkevent (lua_State *L, int i) {
-  if (!ah_ismt(L, getsched(L), i, AH_MT_EVENT))
+  sem *s = (sem *)ah_totagged(L, i, AH_TAG_SYNC, sem);
+  if (s == NULL || s->kind != 3)
     luaL_typeerror(L, i, "Event");
-  return (sem *)lua_touserdata(L, i);
+  return s;
 }
 
 static int waitk (lua_State *L, int status, lua_KContext ctx) {

@@ -26,18 +26,15 @@ static const char *const statenames[] =
 ** ======================================================= */
 
 ah_future *ah_tofuture (ah_sched *S, lua_State *L, int i) {
-  ah_future *f = (ah_future *)lua_touserdata(L, i);
-  const void *mt;
-  if (f == NULL || !lua_getmetatable(L, i)) return NULL;
-  mt = lua_topointer(L, -1);
-  lua_pop(L, 1);
-  return (mt == S->mt[AH_MT_TASK] || mt == S->mt[AH_MT_FUTURE]) ? f : NULL;
+  (void)S;
+  return (ah_future *)ah_totagged(L, i, AH_TAG_FUTURE, ah_future);
 }
 
 ah_task *ah_checktask (ah_sched *S, lua_State *L, int i) {
-  if (!ah_ismt(L, S, i, AH_MT_TASK))
+  ah_future *f = ah_tofuture(S, L, i);
+  if (f == NULL || !f->istask)
     luaL_typeerror(L, i, "task");
-  return (ah_task *)lua_touserdata(L, i);
+  return (ah_task *)f;
 }
 
 /* Pushes the extras table of the object at 'i', making it when 'make'. */
@@ -465,6 +462,7 @@ ah_task *ah_spawn (ah_sched *S, lua_State *L, int base, int nargs) {
   lua_Debug ar;
   t = (ah_task *)lua_newuserdatauv(L, sizeof(ah_task), 3);
   memset(t, 0, sizeof(*t));
+  t->f.tag = AH_TAG_FUTURE;
   t->f.istask = 1;
   t->S = S;
   t->heapidx = -1;

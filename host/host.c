@@ -23,6 +23,7 @@ static const luaL_Reg cmodules[] = {
   {"asynchost.core", luaopen_asynchost_core},
   {"asynchost.core.coroutine", luaopen_asynchost_core_coroutine},
   {"asynchost.core.sync", luaopen_asynchost_core_sync},
+  {"asynchost.core.queue", luaopen_asynchost_core_queue},
   {NULL, NULL}
 };
 

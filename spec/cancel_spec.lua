@@ -143,19 +143,35 @@ describe("cancellation", function()
     assert.is_true(async.loop_time() - t0 < 0.5)
   end)
 
-  it("a woken waiter keeps what it was given; the cancel comes next", function()
+  it("a waiter woken then cancelled before it ran passes its permit on", function()
     local sem = async.Semaphore(0)
-    local got
-    local t = async.spawn(function()
+    local got = {}
+    local function waiter(name)
       local g <close> = sem:acquire()
-      got = true
-      async.sleep(10)
-    end)
+      got[#got + 1] = name
+    end
+    local a = async.spawn(waiter, "a")
+    local b = async.spawn(waiter, "b")
     async.sleep(0.01)
-    sem:release()   -- hands the permit to t (t is now ready)
-    t:cancel()      -- before t ran
-    pcall(async.await, t)
-    assert.is_true(got)
-    assert.equal(1, sem:value())  -- released by the <close>
+    sem:release()   -- hands the permit to a (a is now ready)
+    a:cancel()      -- before a ran
+    local ok, err = pcall(async.await, a)
+    assert.is_false(ok)
+    assert.is_true(async.CancelledError:is(err))
+    async.await(b)  -- b got the permit a could not use
+    assert.same({"b"}, got)
+    assert.equal(1, sem:value())  -- and gave it back
+  end)
+
+  it("a task woken by a future then cancelled raises; the result stays", function()
+    local f = async.Future()
+    local t = async.spawn(function() return async.await(f) end)
+    async.sleep(0.01)
+    f:set_result("value")
+    t:cancel()
+    local ok, err = pcall(async.await, t)
+    assert.is_false(ok)
+    assert.is_true(async.CancelledError:is(err))
+    assert.equal("value", async.await(f))
   end)
 end)

@@ -78,6 +78,7 @@ M.QueueFull = Error:extend("QueueFull")
 M.QueueShutDown = Error:extend("QueueShutDown")
 M.TaskGroupError = Error:extend("TaskGroupError")
 M.BrokenBarrierError = Error:extend("BrokenBarrierError")
+M.RetryError = Error:extend("RetryError")  -- .attempts, .errors, .last
 
 --- "TaskGroupError: 2 tasks failed: x.lua:3: boom; y.lua:5: bang"
 function M.TaskGroupError.__tostring(e)

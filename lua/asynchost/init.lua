@@ -42,4 +42,14 @@ local M = {
 
 for name, cls in pairs(errors) do M[name] = cls end
 
+-- The pure-Lua parts of the API: Condition and Barrier, the utilities
+-- (retry, RateLimiter, map), async generators, and the queues' module.
+for _, modname in ipairs{"asynchost.sync", "asynchost.utils",
+                         "asynchost.generator", "asynchost.queue"} do
+  for name, value in pairs(require(modname)) do
+    assert(M[name] == nil, modname .. " redefines async." .. name)
+    M[name] = value
+  end
+end
+
 return M
