@@ -166,6 +166,7 @@ int ah_suspend (lua_State *L, lua_KFunction k, lua_KContext ctx);
 void ah_checkwake (lua_State *L, ah_task *t);
 int ah_cancelpending (ah_task *t);
 ah_task *ah_current (ah_sched *S, lua_State *L, const char *fname);
+void ah_abortwait (ah_sched *S, ah_task *t);
 void ah_sleep (ah_task *t, double seconds);
 int ah_runtask1 (lua_State *L, int nargs, int nresults, int raw);
 int ah_runtask (lua_State *L, int nargs, int nresults);

@@ -106,12 +106,25 @@ static int auxresume (lua_State *L, int coidx, int narg, int wrap) {
   }
   lua_xmove(L, co, narg);
   status = lua_resume(co, L, narg, &nres);
-  if (status == LUA_YIELD && nres == 1 &&
-      lua_touserdata(co, -1) == AH_YIELDMARK) {  /* an await: pass it on */
+  while (status == LUA_YIELD && nres == 1 &&
+         lua_touserdata(co, -1) == AH_YIELDMARK) {  /* an await */
     lua_pop(co, 1);
-    setpassing(L, coidx, 1);
-    lua_pushlightuserdata(L, AH_YIELDMARK);
-    return lua_yieldk(L, 1, wrap, resumek);  /* does not return */
+    if (lua_isyieldable(L)) {  /* pass it on, up to the task */
+      setpassing(L, coidx, 1);
+      lua_pushlightuserdata(L, AH_YIELDMARK);
+      return lua_yieldk(L, 1, wrap, resumek);  /* does not return */
+    }
+    else {  /* we cannot suspend: the await fails inside 'co' */
+      ah_sched *S = ah_sched_get(L);
+      ah_task *t = S->current;
+      ah_abortwait(S, t);
+      lua_pushliteral(L, "attempt to await across a C-call boundary (a "
+                      "coroutine awaited while resumed from a metamethod, a "
+                      "table.sort comparator or another C function)");
+      ah_setextra(L, t, "wakeerror");
+      t->wake = AH_WAKE_ERROR;
+      status = lua_resume(co, L, 0, &nres);
+    }
   }
   if (status == LUA_OK || status == LUA_YIELD) {
     if (!lua_checkstack(L, nres + 1)) {
@@ -276,6 +289,25 @@ static int l_rawpcall (lua_State *L) {
   return finishraw(L, status, 0);
 }
 
+/* error(message [, level]): Lua's, except that re-raising the running
+** task's CancelledError withdraws the note that it was caught (so that
+** the cleanup it unwinds through may await). */
+static int l_error (lua_State *L) {
+  int level = (int)luaL_optinteger(L, 2, 1);
+  lua_settop(L, 1);
+  if (lua_type(L, 1) == LUA_TSTRING && level > 0) {
+    luaL_where(L, level);
+    lua_pushvalue(L, 1);
+    lua_concat(L, 2);
+  }
+  else if (lua_type(L, 1) == LUA_TTABLE) {
+    ah_task *t = ah_sched_get(L)->current;
+    if (t != NULL && t->swallowed && ah_iscancellederror(L, 1))
+      t->swallowed = 0;
+  }
+  return lua_error(L);
+}
+
 static int l_xpcall (lua_State *L) {
   int status, n = lua_gettop(L);
   luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -299,8 +331,9 @@ static const luaL_Reg cofuncs[] = {
   {NULL, NULL}
 };
 
-/* Returns {coroutine = {...}, pcall = f, xpcall = f}; 'install()' puts
-** them in place of the standard ones. */
+/* Returns {coroutine = {resume, wrap, yield, isyieldable, status, close},
+** pcall, xpcall, error, rawpcall}; 'install()' puts them in place of the
+** standard ones (the other coroutine functions stay Lua's own). */
 static int l_install (lua_State *L) {
   lua_getglobal(L, "coroutine");
   if (lua_istable(L, -1)) {
@@ -318,6 +351,8 @@ static int l_install (lua_State *L) {
   lua_setglobal(L, "pcall");
   lua_getfield(L, lua_upvalueindex(1), "xpcall");
   lua_setglobal(L, "xpcall");
+  lua_getfield(L, lua_upvalueindex(1), "error");
+  lua_setglobal(L, "error");
   return 0;
 }
 
@@ -340,6 +375,8 @@ int luaopen_asynchost_core_coroutine (lua_State *L) {
   lua_setfield(L, -2, "xpcall");
   lua_pushcfunction(L, l_rawpcall);
   lua_setfield(L, -2, "rawpcall");
+  lua_pushcfunction(L, l_error);
+  lua_setfield(L, -2, "error");
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, l_install, 1);
   lua_setfield(L, -2, "install");

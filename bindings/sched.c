@@ -267,7 +267,31 @@ ah_task *ah_current (ah_sched *S, lua_State *L, const char *fname) {
   if (S->current == NULL)
     luaL_error(L, "cannot await outside a task (%s was called outside "
                   "async.run or async.spawn)", fname);
+  if (!lua_isyieldable(L))  /* checked before any wait is registered */
+    luaL_error(L, "attempt to await across a C-call boundary (%s was called "
+                  "from a metamethod, a table.sort comparator or another C "
+                  "function that cannot be suspended)", fname);
   return S->current;
+}
+
+/* Undoes the wait the running task 't' just began, which cannot happen
+** after all (its await could not be suspended). */
+void ah_abortwait (ah_sched *S, ah_task *t) {
+  if (t->unwait != NULL) {
+    ah_unwaitfn unwait = t->unwait;
+    t->unwait = NULL;
+    unwait(S, t);
+  }
+  if (t->queued) {  /* woken at once (sleep(0)): take it off the queue */
+    size_t i, j = 0, n = S->rcount;
+    for (i = 0; i < n; i++) {
+      ah_task *x = S->ready[(S->rhead + i) % S->rcap];
+      if (x != t) S->ready[(S->rhead + j++) % S->rcap] = x;
+    }
+    S->rcount = j;
+    t->queued = 0;
+  }
+  t->waitwhat = NULL;
 }
 
 /* }====================================================== */

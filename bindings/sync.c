@@ -136,6 +136,14 @@ static int s_close (lua_State *L) {
   return s_release(L);
 }
 
+/* lock:owned(): held by the running task? */
+static int s_owned (lua_State *L) {
+  sem *s = checksem(L, 1);
+  lua_pushboolean(L, s->kind == 2 && s->value == 0 &&
+                     s->owner == getsched(L)->current && s->owner != NULL);
+  return 1;
+}
+
 static int s_locked (lua_State *L) {
   sem *s = checksem(L, 1);
   lua_pushboolean(L, s->value == 0 || s->waiters.head != NULL);
@@ -252,6 +260,7 @@ static const luaL_Reg semmeth[] = {
   {"acquire", s_acquire},
   {"release", s_release},
   {"locked", s_locked},
+  {"owned", s_owned},
   {"value", s_value},
   {NULL, NULL}
 };
