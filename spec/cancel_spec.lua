@@ -106,6 +106,23 @@ describe("cancellation", function()
     assert.is_true(t:cancelled())
   end)
 
+  it("catching and re-raising lets the cleanup further up await", function()
+    local cleaned = false
+    local t = async.spawn(function()
+      local _ <close> = setmetatable({}, {__close = function()
+        async.sleep(0.01)
+        cleaned = true
+      end})
+      local ok, err = pcall(async.sleep, 10)
+      if not ok then error(err, 0) end  -- the usual rethrow
+    end)
+    async.sleep(0.01)
+    t:cancel()
+    assert.has_error(function() async.await(t) end)
+    assert.is_true(t:cancelled())
+    assert.is_true(cleaned)
+  end)
+
   it("uncancel withdraws the request so the task can go on", function()
     local t = async.spawn(function()
       local ok = pcall(async.sleep, 10)
