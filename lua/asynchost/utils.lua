@@ -57,7 +57,7 @@ local function numopt(opts, name, def, min, i, fname, integer)
   if not (v >= min) then  -- NaN too
     argerror(i, fname, ("%s must be >= %g"):format(name, min), 3)
   end
-  return v
+  return integer and math.tointeger(v) or v
 end
 
 local function checkopts(opts, i, fname)
@@ -142,27 +142,26 @@ function M.retry(fn, opts)
              .. typename(on_retry), 2)
   end
   running("retry")
-  local errs, wait = {}, delay
+  local errs, wait, last = {}, delay, nil
   for attempt = 1, attempts do
     local res = pack(rawpcall(fn, attempt))
     if res[1] then return unpack(res, 2, res.n) end
-    local err = res[2]
-    if CancelledError:is(err) or not retry_on(err) then error(err, 0) end
-    errs[attempt] = err
+    last = res[2]
+    if CancelledError:is(last) or not retry_on(last) then error(last, 0) end
+    errs[attempt] = last
     if attempt == attempts then break end
     local d = wait < max_delay and wait or max_delay
     if jitter > 0 and d < math.huge then
       d = d * (1 + jitter * (2 * math.random() - 1))
     end
-    if on_retry then on_retry(attempt, err, d) end
+    if on_retry then on_retry(attempt, last, d) end
     sleep(d)
     wait = wait * backoff
   end
-  local last = errs[#errs]
   error(RetryError{
-    message = ("failed after %d attempt%s: %s"):format(#errs,
-      #errs == 1 and "" or "s", tostring(last)),
-    attempts = #errs, errors = errs, last = last}, 0)
+    message = ("failed after %d attempt%s: %s"):format(attempts,
+      attempts == 1 and "" or "s", tostring(last)),
+    attempts = attempts, errors = errs, last = last}, 0)
 end
 
 ---------------------------------------------------------------------------
