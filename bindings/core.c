@@ -171,6 +171,14 @@ static int l_handles (lua_State *L) {
   return 1;
 }
 
+/* isatty(fd): is the file descriptor (0, 1, 2...) a terminal? */
+static int l_isatty (lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, fd >= 0 && fd <= 0x7fffffff, 1, "invalid descriptor");
+  lua_pushboolean(L, uv_guess_handle((uv_file)fd) == UV_TTY);
+  return 1;
+}
+
 static int l_taskdump (lua_State *L) {
   ah_pushtaskdump(L, luaL_optstring(L, 1, "tasks:"));
   return 1;
@@ -686,6 +694,7 @@ static const luaL_Reg funcs[] = {
   {"gather", l_gather},
   {"dump_tasks", l_taskdump},
   {"handles", l_handles},
+  {"isatty", l_isatty},
   {NULL, NULL}
 };
 

@@ -338,12 +338,10 @@ end
 
 local BAR = 30  -- width of the progress bar
 
--- Whether stderr is likely a terminal.  Plain Lua has no isatty: we show
--- the bar when TERM is set and not "dumb" (so not under most CI runners,
--- cron or `TERM=dumb`); redirecting stderr to a file still gets it.
+-- The bar goes to stderr only when stderr is a terminal (asked of libuv)
+-- and TERM is not "dumb".
 local function showbar()
-  local term = os.getenv("TERM")
-  return term ~= nil and term ~= "" and term ~= "dumb"
+  return core.isatty(2) and os.getenv("TERM") ~= "dumb"
 end
 
 local function drawbar(done, total)
@@ -369,7 +367,7 @@ end
 --   completion order; if it raises, map stops as for an error of fn;
 -- - `progress = true`: draws `\r[#####.....] 5/10` on stderr at each
 --   completion, ended with a newline, when stderr looks like a terminal
---   (TERM set and not "dumb": plain Lua cannot ask isatty).
+--   (stderr is a terminal and TERM is not "dumb").
 --
 -- Cancelling the calling task cancels every call map started, waits for
 -- them to end, and raises the CancelledError.
