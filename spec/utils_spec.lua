@@ -482,26 +482,28 @@ describe("map", function()
     local out = {}
     local fake = {write = function(_, s) out[#out + 1] = s end,
                   flush = function() end}
-    local stderr, getenv = io.stderr, os.getenv
-    local function run(term)
+    local core = require "asynchost.core"
+    local stderr, getenv, isatty = io.stderr, os.getenv, core.isatty
+    local function run(term, tty)
       out = {}
       io.stderr = fake
       os.getenv = function(v) if v == "TERM" then return term end end
+      core.isatty = function(fd) return fd == 2 and tty end
       local ok, err = pcall(async.map, function(x) async.sleep(0.001 * x) end,
                             {1, 2, 3, 4}, {progress = true, concurrency = 1})
-      io.stderr, os.getenv = stderr, getenv
+      io.stderr, os.getenv, core.isatty = stderr, getenv, isatty
       assert(ok, err)
       return table.concat(out)
     end
-    local bar = run("xterm")
+    local bar = run("xterm", true)
     local dots, hashes = ("."):rep(30), ("#"):rep(30)
     assert.equal("\r[" .. dots .. "] 0/4"
                  .. "\r[" .. ("#"):rep(7) .. ("."):rep(23) .. "] 1/4"
                  .. "\r[" .. ("#"):rep(15) .. ("."):rep(15) .. "] 2/4"
                  .. "\r[" .. ("#"):rep(22) .. ("."):rep(8) .. "] 3/4"
                  .. "\r[" .. hashes .. "] 4/4\n", bar)
-    assert.equal("", run("dumb"))
-    assert.equal("", run(nil))
+    assert.equal("", run("dumb", true))   -- a terminal that cannot draw
+    assert.equal("", run("xterm", false))  -- stderr is not a terminal
   end)
 
   it("return_exceptions makes errors results", function()

@@ -45,6 +45,8 @@
 -- runs (in another task, or from inside the body) raises "generator is
 -- already running".
 local cocore = require("asynchost.core.coroutine")
+local check = require "asynchost.check"
+local typename = check.typename
 
 -- resume passes awaits on to the task (it is the one coroutine.resume
 -- becomes once asynchost is loaded); create and running are Lua's
@@ -76,12 +78,6 @@ end
 
 local methods = {}
 local Generator = {__index = methods, __name = "asynchost.Generator"}
-
-local function typename(x)
-  local mt = getmetatable(x)
-  return (type(mt) == "table" and type(mt.__name) == "string" and mt.__name)
-         or type(x)
-end
 
 local function checkgen(g, fname)
   if getmetatable(g) ~= Generator then

@@ -13,6 +13,8 @@ local csync = require "asynchost.core.sync"
 local errors = require "asynchost.errors"
 -- Lua's own pcall: leaves the cancellation bookkeeping alone
 local rawpcall = require("asynchost.core.coroutine").rawpcall
+local check = require "asynchost.check"
+local typename, argerror, running = check.typename, check.argerror, check.running
 
 local CancelledError = errors.CancelledError
 local BrokenBarrierError = errors.BrokenBarrierError
@@ -20,23 +22,6 @@ local Future, await, current_task = core.Future, core.await, core.current_task
 local Lock = csync.Lock
 
 local M = {}
-
-local function typename(x)
-  local mt = getmetatable(x)
-  return (type(mt) == "table" and type(mt.__name) == "string" and mt.__name)
-         or type(x)
-end
-
-local function argerror(i, fname, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), level + 1)
-end
-
-local function running(fname, level)
-  if current_task() == nil then
-    error(("cannot await outside a task (%s was called outside async.run "
-           .. "or async.spawn)"):format(fname), level + 1)
-  end
-end
 
 local function islock(x)
   local mt = getmetatable(x)

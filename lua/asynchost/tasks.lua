@@ -17,6 +17,8 @@ local current_task = core.current_task
 local pack, unpack = table.pack, table.unpack
 -- Lua's own pcall: leaves the cancellation bookkeeping alone
 local rawpcall = require("asynchost.core.coroutine").rawpcall
+local check = require "asynchost.check"
+local argerror, typename, running = check.argerror, check.typename, check.running
 
 local M = {}
 
@@ -26,16 +28,6 @@ local function isfuture(x)
                         or mt.__name == "asynchost.Future")
 end
 M.isfuture = isfuture
-
-local function argerror(i, fname, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), level + 1)
-end
-
-local function typename(x)
-  local mt = getmetatable(x)
-  return (type(mt) == "table" and type(mt.__name) == "string" and mt.__name)
-         or type(x)
-end
 
 --- A task or future from x (a function is spawned).
 local function awaitable(x, i, fname)
@@ -52,15 +44,6 @@ local function checkdelay(s, i, fname, optional)
   end
   if not (s >= 0) then argerror(i, fname, "non-negative number expected", 3) end
   return s
-end
-
-local function running(fname)
-  local t = current_task()
-  if t == nil then
-    error(("cannot await outside a task (%s was called outside async.run "
-           .. "or async.spawn)"):format(fname), 3)
-  end
-  return t
 end
 
 ---------------------------------------------------------------------------

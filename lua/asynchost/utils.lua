@@ -17,31 +17,10 @@ local current_task, loop_time = core.current_task, core.loop_time
 local pack, unpack = table.pack, table.unpack
 -- Lua's own pcall: leaves the cancellation bookkeeping alone
 local rawpcall = require("asynchost.core.coroutine").rawpcall
+local check = require "asynchost.check"
+local argerror, typename, callable, running = check.argerror, check.typename, check.callable, check.running
 
 local M = {}
-
-local function argerror(i, fname, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), level + 1)
-end
-
-local function typename(x)
-  local mt = getmetatable(x)
-  return (type(mt) == "table" and type(mt.__name) == "string" and mt.__name)
-         or type(x)
-end
-
-local function callable(f)
-  if type(f) == "function" then return true end
-  local mt = getmetatable(f)
-  return type(mt) == "table" and mt.__call ~= nil
-end
-
-local function running(fname)
-  if current_task() == nil then
-    error(("cannot await outside a task (%s was called outside async.run "
-           .. "or async.spawn)"):format(fname), 3)
-  end
-end
 
 -- opts[name], checked to be a number >= min (and an integer if asked);
 -- `def` when absent.  Errors blame the caller of the API function.
