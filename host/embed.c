@@ -386,6 +386,7 @@ ah_cfuture *ah_future_new (lua_State *L, ah_cancel_cb cancel, void *ud) {
   if (c == NULL) return NULL;
   u = (cfutud *)lua_newuserdatauv(L, sizeof(cfutud), 3);
   memset(u, 0, sizeof(*u));
+  u->hf.f.tag = AH_TAG_FUTURE;
   u->hf.f.kind = AH_KIND_HOOKED;
   u->hf.oncancel = oncancel;
   u->hf.p = c;
