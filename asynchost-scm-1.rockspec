@@ -48,7 +48,7 @@ build = {
         "bindings/task.c",
         "bindings/core.c",
         "bindings/coro.c",
-        "bindings/sync.c", "bindings/queue.c",
+        "bindings/sync.c", "bindings/queue.c", "bindings/net.c",
       },
       defines = {
         "_POSIX_C_SOURCE=200809L",

@@ -24,6 +24,7 @@ static const luaL_Reg cmodules[] = {
   {"asynchost.core.coroutine", luaopen_asynchost_core_coroutine},
   {"asynchost.core.sync", luaopen_asynchost_core_sync},
   {"asynchost.core.queue", luaopen_asynchost_core_queue},
+  {"asynchost.core.net", luaopen_asynchost_core_net},
   {NULL, NULL}
 };
 

@@ -79,6 +79,14 @@ M.QueueShutDown = Error:extend("QueueShutDown")
 M.TaskGroupError = Error:extend("TaskGroupError")
 M.BrokenBarrierError = Error:extend("BrokenBarrierError")
 M.RetryError = Error:extend("RetryError")  -- .attempts, .errors, .last
+-- network: .code ("ECONNREFUSED"), .host, .port
+M.ConnectionError = Error:extend("ConnectionError")
+M.ConnectionRefusedError = M.ConnectionError:extend("ConnectionRefusedError")
+M.ConnectionResetError = M.ConnectionError:extend("ConnectionResetError")
+M.DNSError = M.ConnectionError:extend("DNSError")
+-- streams: .partial (what arrived), .expected (bytes, or nil)
+M.IncompleteReadError = Error:extend("IncompleteReadError")
+M.LimitOverrunError = Error:extend("LimitOverrunError")
 
 --- "TaskGroupError: 2 tasks failed: x.lua:3: boom; y.lua:5: bang"
 function M.TaskGroupError.__tostring(e)

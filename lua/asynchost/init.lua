@@ -52,4 +52,6 @@ for _, modname in ipairs{"asynchost.sync", "asynchost.utils",
   end
 end
 
+M.net = require "asynchost.net"  -- TCP streams: async.net.connect/listen
+
 return M

@@ -1,0 +1,895 @@
+/*
+** asynchost.core.net: TCP streams and servers, asyncio-streams style.
+**
+** A stream buffers what arrives (reading stops above a high-water mark:
+** the peer is slowed down rather than our memory filled) and hands it out
+** by read(n), readuntil(sep), readexactly(n) and readline().  write()
+** queues data without waiting (the string itself is queued, no copy);
+** drain() waits while more than a high-water mark is queued.
+**
+** The libuv handle lives in malloc'ed memory, freed by its close
+** callback; the userdata points to it.  While writes (or a graceful
+** close) are pending the userdata keeps itself alive with a registry ref,
+** so their callbacks always find it.  At most one task waits on a
+** stream's reads, and one on its drain.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "asynchost.h"
+
+#define STREAM_MT  "asynchost.Stream"
+#define SERVER_MT  "asynchost.Server"
+
+#define HIWATER   (256 * 1024)  /* read buffer: stop reading above this */
+#define CHUNK     (64 * 1024)   /* read buffer: room offered to libuv */
+#define WHIWATER  (64 * 1024)   /* write queue: drain waits above this */
+#define LIMIT     (64 * 1024)   /* readuntil: longest data without 'sep' */
+
+enum { OP_READ, OP_READALL, OP_UNTIL, OP_EXACTLY, OP_LINE };
+
+typedef struct stream {
+  unsigned int tag;        /* AH_TAG_NET */
+  int isserver;
+  uv_tcp_t *h;             /* NULL once closed */
+  ah_sched *S;
+  int selfref;             /* while writes or a shutdown are pending */
+  int pending;             /* writes and shutdowns in flight */
+  char *buf;               /* what arrived and was not read yet */
+  size_t off, len, cap;    /* buf[off .. off+len) is unread */
+  int eof;                 /* the peer is done writing */
+  int rerr;                /* a read error (libuv code), or 0 */
+  int werr;                /* a write error, or 0 */
+  int reading;             /* uv_read_start is on */
+  int closing;             /* close() asked: after the writes, close */
+  ah_task *reader, *drainer;
+  int handlerref;          /* server: the function run for each client */
+} stream;
+
+#define getsched(L)  ((ah_sched *)lua_touserdata(L, lua_upvalueindex(1)))
+
+static stream *tostream (lua_State *L, int i, int server) {
+  stream *s = (stream *)ah_totagged(L, i, AH_TAG_NET, stream);
+  if (s == NULL || s->isserver != server)
+    luaL_typeerror(L, i, server ? "server" : "stream");
+  return s;
+}
+
+static stream *checkopen (lua_State *L, int i) {
+  stream *s = tostream(L, i, 0);
+  if (s->h == NULL && !s->closing)
+    luaL_error(L, "attempt to use a closed stream");
+  return s;
+}
+
+
+/* {======================================================
+** Errors
+** ======================================================= */
+
+/* Pushes a ConnectionError (or subclass) for libuv error 'err'. */
+static void pushneterror (lua_State *L, int err, const char *host, int port) {
+  const char *cls = "ConnectionError";
+  if (err == UV_ECONNREFUSED) cls = "ConnectionRefusedError";
+  else if (err == UV_ECONNRESET || err == UV_EPIPE) cls = "ConnectionResetError";
+  else if (err == UV_EAI_NONAME || err == UV_EAI_AGAIN || err == UV_EAI_FAIL ||
+           err == UV_EAI_NODATA)
+    cls = "DNSError";
+  if (host != NULL)
+    lua_pushfstring(L, "%s: %s: %s:%d", uv_err_name(err), uv_strerror(err),
+                    host, port);
+  else
+    lua_pushfstring(L, "%s: %s", uv_err_name(err), uv_strerror(err));
+  ah_pusherror(L, cls, lua_tostring(L, -1));
+  lua_remove(L, -2);
+  lua_pushstring(L, uv_err_name(err));
+  lua_setfield(L, -2, "code");
+  if (host != NULL) {
+    lua_pushstring(L, host);
+    lua_setfield(L, -2, "host");
+    lua_pushinteger(L, port);
+    lua_setfield(L, -2, "port");
+  }
+}
+
+static int raiseneterror (lua_State *L, int err, const char *host, int port) {
+  pushneterror(L, err, host, port);
+  return lua_error(L);
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Handles and lifetime
+** ======================================================= */
+
+static void freehandle (uv_handle_t *h) {
+  free(h);
+}
+
+static void hold (lua_State *L, stream *s, int i) {
+  if (s->pending++ == 0) {
+    lua_pushvalue(L, i);
+    s->selfref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+}
+
+static void unhold (stream *s) {
+  if (--s->pending == 0) {
+    luaL_unref(s->S->L, LUA_REGISTRYINDEX, s->selfref);
+    s->selfref = LUA_NOREF;
+  }
+}
+
+static void wakereader (stream *s) {
+  if (s->reader != NULL) {
+    ah_task *t = s->reader;
+    s->reader = NULL;
+    ah_wake(t, AH_WAKE_OK);
+  }
+}
+
+static void wakedrainer (stream *s) {
+  if (s->drainer != NULL) {
+    ah_task *t = s->drainer;
+    s->drainer = NULL;
+    ah_wake(t, AH_WAKE_OK);
+  }
+}
+
+/* Closes the handle now (pending writes are cancelled). */
+static void closenow (stream *s) {
+  if (s->h == NULL) return;
+  s->h->data = NULL;  /* no callback reaches 's' from now on */
+  uv_close((uv_handle_t *)s->h, freehandle);
+  s->h = NULL;
+  s->reading = 0;
+  s->closing = 0;
+  wakereader(s);
+  wakedrainer(s);
+}
+
+static int s_gc (lua_State *L) {
+  stream *s = (stream *)lua_touserdata(L, 1);
+  if (s->h != NULL) {
+    s->h->data = NULL;
+    uv_close((uv_handle_t *)s->h, freehandle);
+    s->h = NULL;
+  }
+  if (s->handlerref != LUA_NOREF && s->handlerref != 0)
+    luaL_unref(L, LUA_REGISTRYINDEX, s->handlerref);
+  free(s->buf);
+  s->buf = NULL;
+  return 0;
+}
+
+/* Pushes a new stream userdata (not yet connected) with a fresh handle. */
+static stream *newstream (lua_State *L, ah_sched *S, int isserver) {
+  stream *s = (stream *)lua_newuserdatauv(L, sizeof(stream), 0);
+  memset(s, 0, sizeof(*s));
+  s->tag = AH_TAG_NET;
+  s->isserver = isserver;
+  s->S = S;
+  s->selfref = s->handlerref = LUA_NOREF;
+  luaL_setmetatable(L, isserver ? SERVER_MT : STREAM_MT);
+  s->h = (uv_tcp_t *)malloc(sizeof(uv_tcp_t));
+  if (s->h == NULL) luaL_error(L, "not enough memory");
+  uv_tcp_init(S->loop, s->h);
+  s->h->data = s;
+  return s;
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Reading
+** ======================================================= */
+
+static void onalloc (uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  stream *s = (stream *)h->data;
+  (void)hint;
+  b->base = NULL;
+  b->len = 0;
+  if (s == NULL) return;
+  if (s->off > 0 && s->off + s->len + CHUNK > s->cap) {  /* compact */
+    memmove(s->buf, s->buf + s->off, s->len);
+    s->off = 0;
+  }
+  if (s->off + s->len + CHUNK > s->cap) {
+    size_t ncap = s->cap ? s->cap : CHUNK;
+    char *nb;
+    while (ncap < s->off + s->len + CHUNK) ncap *= 2;
+    if ((nb = (char *)realloc(s->buf, ncap)) == NULL) return;  /* ENOBUFS */
+    s->buf = nb;
+    s->cap = ncap;
+  }
+  b->base = s->buf + s->off + s->len;
+  b->len = s->cap - s->off - s->len;
+}
+
+static void onread (uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
+  stream *s = (stream *)h->data;
+  (void)b;
+  if (s == NULL || n == 0) return;
+  if (n > 0) {
+    s->len += (size_t)n;
+    if (s->len >= HIWATER) {  /* the reader is slow: let TCP push back */
+      uv_read_stop(h);
+      s->reading = 0;
+    }
+  }
+  else {
+    if (n == UV_EOF) s->eof = 1;
+    else s->rerr = (int)n;
+    uv_read_stop(h);
+    s->reading = 0;
+  }
+  wakereader(s);
+}
+
+/* Keeps data coming while the buffer is below the high-water mark. */
+static void wantdata (stream *s) {
+  if (s->h != NULL && !s->reading && !s->eof && !s->rerr &&
+      s->len < HIWATER / 2) {
+    if (uv_read_start((uv_stream_t *)s->h, onalloc, onread) == 0)
+      s->reading = 1;
+  }
+}
+
+/* Pushes n bytes from the buffer and consumes them. */
+static void take (lua_State *L, stream *s, size_t n) {
+  lua_pushlstring(L, s->buf + s->off, n);
+  s->off += n;
+  s->len -= n;
+  if (s->len == 0) s->off = 0;
+  wantdata(s);
+}
+
+static const char *findsep (stream *s, const char *sep, size_t seplen) {
+  const char *p = s->buf + s->off, *end = p + s->len;
+  if (seplen == 0 || s->len < seplen) return NULL;
+  while ((p = (const char *)memchr(p, sep[0], (size_t)(end - p) - seplen + 1))
+         != NULL) {
+    if (memcmp(p, sep, seplen) == 0) return p;
+    p++;
+    if ((size_t)(end - p) < seplen) break;
+  }
+  return NULL;
+}
+
+static void pushincomplete (lua_State *L, stream *s, lua_Integer expected) {
+  size_t got = s->len;
+  if (expected >= 0)
+    lua_pushfstring(L, "connection closed after %d of %d bytes", (int)got,
+                    (int)expected);
+  else
+    lua_pushfstring(L, "connection closed after %d bytes, before the "
+                    "separator", (int)got);
+  ah_pusherror(L, "IncompleteReadError", lua_tostring(L, -1));
+  lua_remove(L, -2);
+  take(L, s, got);
+  lua_setfield(L, -2, "partial");
+  if (expected >= 0) {
+    lua_pushinteger(L, expected);
+    lua_setfield(L, -2, "expected");
+  }
+}
+
+/* Tries to complete read operation 'op' (arguments at 2...) with what is
+** buffered.  Returns the number of results, or -1 to wait for more. */
+static int tryread (lua_State *L, stream *s, int op) {
+  size_t seplen;
+  const char *sep, *at;
+  if (s->rerr && s->len == 0)
+    return raiseneterror(L, s->rerr, NULL, 0);
+  switch (op) {
+    case OP_READ: {
+      lua_Integer n = luaL_checkinteger(L, 2);
+      if (s->len > 0) {
+        take(L, s, (size_t)n < s->len ? (size_t)n : s->len);
+        return 1;
+      }
+      if (s->eof || s->h == NULL) { lua_pushnil(L); return 1; }
+      return -1;
+    }
+    case OP_READALL:
+      if (s->eof || s->h == NULL || s->rerr) {
+        take(L, s, s->len);
+        return 1;
+      }
+      return -1;
+    case OP_EXACTLY: {
+      lua_Integer n = luaL_checkinteger(L, 2);
+      if ((lua_Integer)s->len >= n) { take(L, s, (size_t)n); return 1; }
+      if (s->eof || s->h == NULL) {
+        pushincomplete(L, s, n);
+        return lua_error(L);
+      }
+      return -1;
+    }
+    default: {  /* OP_UNTIL, OP_LINE */
+      sep = (op == OP_LINE) ? "\n" : luaL_checklstring(L, 2, &seplen);
+      if (op == OP_LINE) seplen = 1;
+      if ((at = findsep(s, sep, seplen)) != NULL) {
+        take(L, s, (size_t)(at - (s->buf + s->off)) + seplen);
+        return 1;
+      }
+      if (s->eof || s->h == NULL) {
+        if (op == OP_LINE) {  /* the last line, or nil */
+          if (s->len == 0) lua_pushnil(L); else take(L, s, s->len);
+          return 1;
+        }
+        pushincomplete(L, s, -1);
+        return lua_error(L);
+      }
+      if (s->len > LIMIT) {
+        ah_pusherror(L, "LimitOverrunError", "separator not found in the "
+                     "first 65536 bytes");
+        return lua_error(L);
+      }
+      return -1;
+    }
+  }
+}
+
+static void unread (ah_sched *S, ah_task *t) {
+  stream *s = (stream *)t->waitobj;
+  (void)S;
+  if (s->reader == t) s->reader = NULL;
+}
+
+static int readk (lua_State *L, int status, lua_KContext op) {
+  ah_sched *S = getsched(L);
+  stream *s = (stream *)lua_touserdata(L, 1);
+  int n;
+  (void)status;
+  ah_checkwake(L, S->current);
+  if ((n = tryread(L, s, (int)op)) >= 0) return n;
+  if (s->reader != NULL)
+    return luaL_error(L, "another task is already reading this stream");
+  {
+    ah_task *t = ah_current(S, L, "read");
+    if (!ah_wait(t, unread, s, "a stream read")) s->reader = t;
+  }
+  wantdata(s);
+  return ah_suspend(L, readk, op);
+}
+
+static int startread (lua_State *L, int op, int nargs) {
+  stream *s = tostream(L, 1, 0);
+  int n;
+  lua_settop(L, nargs + 1);
+  if ((n = tryread(L, s, op)) >= 0) return n;
+  if (s->reader != NULL)
+    return luaL_error(L, "another task is already reading this stream");
+  {
+    ah_task *t = ah_current(getsched(L), L, "read");
+    if (!ah_wait(t, unread, s, "a stream read")) s->reader = t;
+  }
+  wantdata(s);
+  return ah_suspend(L, readk, op);
+}
+
+/* read([n]): up to n bytes (at least 1), nil at the end; no n: everything
+** until the end. */
+static int s_read (lua_State *L) {
+  if (lua_isnoneornil(L, 2)) return startread(L, OP_READALL, 0);
+  luaL_argcheck(L, luaL_checkinteger(L, 2) > 0, 2, "positive integer expected");
+  return startread(L, OP_READ, 1);
+}
+
+static int s_readexactly (lua_State *L) {
+  luaL_argcheck(L, luaL_checkinteger(L, 2) >= 0, 2,
+                "non-negative integer expected");
+  return startread(L, OP_EXACTLY, 1);
+}
+
+static int s_readuntil (lua_State *L) {
+  size_t len;
+  luaL_checklstring(L, 2, &len);
+  luaL_argcheck(L, len > 0, 2, "empty separator");
+  return startread(L, OP_UNTIL, 1);
+}
+
+static int s_readline (lua_State *L) {
+  return startread(L, OP_LINE, 0);
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Writing
+** ======================================================= */
+
+typedef struct wreq {
+  uv_write_t req;
+  stream *s;
+  int strref;  /* the string being written */
+} wreq;
+
+static void ondrained (stream *s) {
+  if (s->h != NULL &&
+      uv_stream_get_write_queue_size((uv_stream_t *)s->h) <= WHIWATER / 2)
+    wakedrainer(s);
+}
+
+
+static void onwrite (uv_write_t *req, int status) {
+  wreq *w = (wreq *)req->data;
+  stream *s = w->s;
+  luaL_unref(s->S->L, LUA_REGISTRYINDEX, w->strref);
+  free(w);
+  if (status < 0 && status != UV_ECANCELED && s->werr == 0)
+    s->werr = status;
+  if (s->drainer != NULL && (status < 0 || s->h == NULL)) wakedrainer(s);
+  else ondrained(s);
+  unhold(s);
+}
+
+/* write(data): queues data; never waits (drain() does). */
+static int s_write (lua_State *L) {
+  stream *s = checkopen(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  wreq *w;
+  uv_buf_t b;
+  int r;
+  if (s->closing) return luaL_error(L, "attempt to write to a closing stream");
+  if (s->werr) return raiseneterror(L, s->werr, NULL, 0);
+  if (len == 0) return 0;
+  if ((w = (wreq *)malloc(sizeof(wreq))) == NULL)
+    return luaL_error(L, "not enough memory");
+  w->s = s;
+  w->req.data = w;
+  lua_pushvalue(L, 2);
+  w->strref = luaL_ref(L, LUA_REGISTRYINDEX);
+  b = uv_buf_init((char *)data, (unsigned int)len);
+  if ((r = uv_write(&w->req, (uv_stream_t *)s->h, &b, 1, onwrite)) < 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, w->strref);
+    free(w);
+    return raiseneterror(L, r, NULL, 0);
+  }
+  hold(L, s, 1);
+  return 0;
+}
+
+static void undrain (ah_sched *S, ah_task *t) {
+  stream *s = (stream *)t->waitobj;
+  (void)S;
+  if (s->drainer == t) s->drainer = NULL;
+}
+
+static int drainready (lua_State *L, stream *s) {
+  if (s->werr) return raiseneterror(L, s->werr, NULL, 0);
+  return s->h == NULL ||
+         uv_stream_get_write_queue_size((uv_stream_t *)s->h) <= WHIWATER;
+}
+
+static int draink (lua_State *L, int status, lua_KContext ctx) {
+  ah_sched *S = getsched(L);
+  stream *s = (stream *)lua_touserdata(L, 1);
+  (void)status; (void)ctx;
+  ah_checkwake(L, S->current);
+  if (drainready(L, s)) return 0;
+  {
+    ah_task *t = ah_current(S, L, "drain");
+    if (!ah_wait(t, undrain, s, "a stream drain")) s->drainer = t;
+  }
+  return ah_suspend(L, draink, 0);
+}
+
+/* drain(): waits while more than the high-water mark is queued. */
+static int s_drain (lua_State *L) {
+  stream *s = tostream(L, 1, 0);
+  lua_settop(L, 1);
+  if (drainready(L, s)) return 0;
+  if (s->drainer != NULL)
+    return luaL_error(L, "another task is already draining this stream");
+  {
+    ah_task *t = ah_current(getsched(L), L, "drain");
+    if (!ah_wait(t, undrain, s, "a stream drain")) s->drainer = t;
+  }
+  return ah_suspend(L, draink, 0);
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Closing and addresses
+** ======================================================= */
+
+typedef struct sreq {
+  uv_shutdown_t req;
+  stream *s;
+} sreq;
+
+static void onshutdown (uv_shutdown_t *req, int status) {
+  sreq *r = (sreq *)req->data;
+  stream *s = r->s;
+  (void)status;
+  free(r);
+  if (s->closing) closenow(s);
+  unhold(s);
+}
+
+/* Sends what is queued, then the end of the stream (FIN). */
+static int shutdownwrites (lua_State *L, stream *s) {
+  sreq *r = (sreq *)malloc(sizeof(sreq));
+  if (r == NULL) return UV_ENOMEM;
+  r->s = s;
+  r->req.data = r;
+  if (uv_shutdown(&r->req, (uv_stream_t *)s->h, onshutdown) < 0) {
+    free(r);
+    return -1;
+  }
+  hold(L, s, 1);
+  return 0;
+}
+
+/* close(): sends what was written, then closes; never waits. */
+static int s_close (lua_State *L) {
+  stream *s = tostream(L, 1, 0);
+  if (s->h == NULL || s->closing) return 0;
+  if (s->pending > 0 && !s->eof && shutdownwrites(L, s) == 0) {
+    s->closing = 1;  /* closed by onshutdown */
+    if (s->reading) { uv_read_stop((uv_stream_t *)s->h); s->reading = 0; }
+    wakereader(s);
+  }
+  else
+    closenow(s);
+  return 0;
+}
+
+/* write_eof(): no more writes; the peer reads the end of the stream. */
+static int s_writeeof (lua_State *L) {
+  stream *s = checkopen(L, 1);
+  int r;
+  if ((r = shutdownwrites(L, s)) < 0 && r != -1)
+    return raiseneterror(L, r, NULL, 0);
+  return 0;
+}
+
+static int pushaddr (lua_State *L, const struct sockaddr_storage *a) {
+  char host[64];
+  int port;
+  if (a->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)a;
+    uv_ip6_name(a6, host, sizeof(host));
+    port = ntohs(a6->sin6_port);
+  }
+  else {
+    const struct sockaddr_in *a4 = (const struct sockaddr_in *)a;
+    uv_ip4_name(a4, host, sizeof(host));
+    port = ntohs(a4->sin_port);
+  }
+  lua_pushstring(L, host);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
+static int getaddr (lua_State *L, int server, int peer) {
+  stream *s = tostream(L, 1, server);
+  struct sockaddr_storage a;
+  int len = (int)sizeof(a), r;
+  if (s->h == NULL) return luaL_error(L, "attempt to use a closed %s",
+                                      server ? "server" : "stream");
+  r = peer ? uv_tcp_getpeername(s->h, (struct sockaddr *)&a, &len)
+           : uv_tcp_getsockname(s->h, (struct sockaddr *)&a, &len);
+  if (r < 0) return raiseneterror(L, r, NULL, 0);
+  return pushaddr(L, &a);
+}
+
+static int s_address (lua_State *L) { return getaddr(L, 0, 0); }
+static int s_peer (lua_State *L) { return getaddr(L, 0, 1); }
+static int v_address (lua_State *L) { return getaddr(L, 1, 0); }
+
+static int s_tostring (lua_State *L) {
+  stream *s = tostream(L, 1, 0);
+  if (s->h == NULL)
+    lua_pushliteral(L, "Stream (closed)");
+  else
+    lua_pushfstring(L, "Stream (%d bytes buffered%s)", (int)s->len,
+                    s->eof ? ", at end" : "");
+  return 1;
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Connecting
+** ======================================================= */
+
+typedef struct job {  /* a connect in progress, owned by the task's frame */
+  uv_getaddrinfo_t gai;
+  uv_connect_t conn;
+  struct addrinfo *ai, *next;  /* addresses to try */
+  ah_task *t;                  /* NULL once the task gave up */
+  int status;
+  int port;
+  int refs;                    /* libuv requests in flight + the frame */
+} job;
+
+static void unjob (job *j) {
+  if (--j->refs == 0) {
+    if (j->ai) uv_freeaddrinfo(j->ai);
+    free(j);
+  }
+}
+
+static void ongai (uv_getaddrinfo_t *req, int status, struct addrinfo *ai) {
+  job *j = (job *)req->data;
+  j->ai = ai;  /* freed with the job */
+  j->next = ai;
+  j->status = status;
+  if (j->t != NULL) ah_wake(j->t, AH_WAKE_OK);
+  unjob(j);
+}
+
+static void onconnect (uv_connect_t *req, int status) {
+  job *j = (job *)req->data;
+  j->status = status;
+  if (j->t != NULL) ah_wake(j->t, AH_WAKE_OK);
+  unjob(j);
+}
+
+/* The task gave up (cancelled): libuv's callbacks will find no task. */
+static void unconnect (ah_sched *S, ah_task *t) {
+  job *j = (job *)t->waitobj;
+  (void)S;
+  j->t = NULL;
+  uv_cancel((uv_req_t *)&j->gai);  /* if still queued; harmless else */
+}
+
+/* stack: host, port, job (lightuserdata), stream (once connecting) */
+static int connectk (lua_State *L, int status, lua_KContext ctx);
+
+static int trynext (lua_State *L, job *j) {
+  ah_sched *S = getsched(L);
+  const char *host = lua_tostring(L, 1);
+  ah_task *t;
+  stream *s;
+  int r;
+  while (j->next != NULL && j->next->ai_family != AF_INET &&
+         j->next->ai_family != AF_INET6)
+    j->next = j->next->ai_next;
+  if (j->next == NULL) {  /* no address left to try */
+    int err = j->status < 0 ? j->status : UV_EAI_NONAME, port = j->port;
+    unjob(j);
+    return raiseneterror(L, err, host, port);
+  }
+  lua_settop(L, 3);
+  s = newstream(L, S, 0);
+  t = ah_current(S, L, "connect");
+  if (ah_wait(t, unconnect, j, "a connection")) {
+    return ah_suspend(L, connectk, 1);
+  }
+  j->conn.data = j;
+  if ((r = uv_tcp_connect(&j->conn, s->h, j->next->ai_addr, onconnect)) < 0) {
+    t->unwait = NULL;
+    j->status = r;
+    j->next = j->next->ai_next;
+    closenow(s);
+    return trynext(L, j);
+  }
+  j->refs++;
+  j->t = t;
+  j->next = j->next->ai_next;
+  return ah_suspend(L, connectk, 1);
+}
+
+/* ctx 0: the name is resolved; 1: a connection attempt ended */
+static int connectk (lua_State *L, int status, lua_KContext ctx) {
+  job *j = (job *)lua_touserdata(L, 3);
+  ah_task *t = getsched(L)->current;
+  (void)status;
+  j->t = NULL;
+  if (ah_cancelpending(t)) {  /* give up: the stream (if any) closes */
+    if (lua_gettop(L) >= 4) closenow((stream *)lua_touserdata(L, 4));
+    unjob(j);
+    ah_checkwake(L, t);
+  }
+  ah_checkwake(L, t);
+  if (ctx == 0) {
+    if (j->status < 0) {
+      int err = j->status, port = j->port;
+      unjob(j);
+      return raiseneterror(L, err, lua_tostring(L, 1), port);
+    }
+    return trynext(L, j);
+  }
+  if (j->status == 0) {  /* connected */
+    unjob(j);
+    return 1;
+  }
+  closenow((stream *)lua_touserdata(L, 4));
+  if (j->next == NULL) {
+    int err = j->status;
+    const char *host = lua_tostring(L, 1);
+    int port = j->port;
+    unjob(j);
+    return raiseneterror(L, err, host, port);
+  }
+  return trynext(L, j);
+}
+
+/* connect(host, port) -> stream */
+static int l_connect (lua_State *L) {
+  ah_sched *S = getsched(L);
+  const char *host = luaL_checkstring(L, 1);
+  lua_Integer port = luaL_checkinteger(L, 2);
+  char service[16];
+  struct addrinfo hints;
+  ah_task *t;
+  job *j;
+  int r;
+  luaL_argcheck(L, port > 0 && port < 65536, 2, "port out of range");
+  t = ah_current(S, L, "connect");
+  lua_settop(L, 2);
+  if ((j = (job *)calloc(1, sizeof(job))) == NULL)
+    return luaL_error(L, "not enough memory");
+  j->port = (int)port;
+  j->refs = 1;  /* the frame's */
+  lua_pushlightuserdata(L, j);
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  snprintf(service, sizeof(service), "%d", (int)port);
+  if (ah_wait(t, unconnect, j, "a name lookup"))
+    return ah_suspend(L, connectk, 0);
+  j->gai.data = j;
+  if ((r = uv_getaddrinfo(S->loop, &j->gai, ongai, host, service, &hints))
+      < 0) {
+    t->unwait = NULL;
+    unjob(j);
+    return raiseneterror(L, r, host, (int)port);
+  }
+  j->refs++;
+  j->t = t;
+  return ah_suspend(L, connectk, 0);
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Servers
+** ======================================================= */
+
+static void onconnection (uv_stream_t *server, int status) {
+  stream *v = (stream *)server->data;
+  lua_State *L;
+  ah_sched *S;
+  stream *s;
+  int top;
+  if (v == NULL) return;
+  S = v->S;
+  L = S->L;
+  if (status < 0) {
+    fprintf(stderr, "asynchost: a server could not accept a connection: "
+            "%s\n", uv_strerror(status));
+    return;
+  }
+  top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, v->handlerref);
+  s = newstream(L, S, 0);
+  if (uv_accept(server, (uv_stream_t *)s->h) < 0) {
+    closenow(s);
+    lua_settop(L, top);
+    return;
+  }
+  ah_spawn(S, L, top + 1, 1);  /* handler(stream), in a task of its own */
+  lua_settop(L, top);
+}
+
+/* listen(handler, host, port, backlog) -> server */
+static int l_listen (lua_State *L) {
+  ah_sched *S = getsched(L);
+  const char *host = luaL_checkstring(L, 2);
+  lua_Integer port = luaL_checkinteger(L, 3);
+  int backlog = (int)luaL_optinteger(L, 4, 511), r;
+  struct addrinfo hints, *ai = NULL;
+  uv_getaddrinfo_t req;
+  char service[16];
+  stream *v;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_argcheck(L, port >= 0 && port < 65536, 3, "port out of range");
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  snprintf(service, sizeof(service), "%d", (int)port);
+  /* synchronous: a server is set up once, and usually on a literal */
+  if ((r = uv_getaddrinfo(S->loop, &req, NULL, host, service, &hints)) < 0)
+    return raiseneterror(L, r, host, (int)port);
+  ai = req.addrinfo;
+  v = newstream(L, S, 1);
+  if ((r = uv_tcp_bind(v->h, ai->ai_addr, 0)) < 0 ||
+      (r = uv_listen((uv_stream_t *)v->h, backlog, onconnection)) < 0) {
+    uv_freeaddrinfo(ai);
+    closenow(v);
+    return raiseneterror(L, r, host, (int)port);
+  }
+  uv_freeaddrinfo(ai);
+  lua_pushvalue(L, 1);
+  v->handlerref = luaL_ref(L, LUA_REGISTRYINDEX);
+  hold(L, v, lua_gettop(L));  /* a listening server stays alive */
+  return 1;
+}
+
+/* server:close(): stops listening (connections go on) */
+static int v_close (lua_State *L) {
+  stream *v = tostream(L, 1, 1);
+  if (v->h == NULL) return 0;
+  closenow(v);
+  unhold(v);
+  return 0;
+}
+
+static int v_tostring (lua_State *L) {
+  stream *v = tostream(L, 1, 1);
+  lua_pushstring(L, v->h ? "Server (listening)" : "Server (closed)");
+  return 1;
+}
+
+/* }====================================================== */
+
+
+static const luaL_Reg streammeth[] = {
+  {"read", s_read},
+  {"readline", s_readline},
+  {"readuntil", s_readuntil},
+  {"readexactly", s_readexactly},
+  {"write", s_write},
+  {"drain", s_drain},
+  {"write_eof", s_writeeof},
+  {"close", s_close},
+  {"address", s_address},
+  {"peer", s_peer},
+  {NULL, NULL}
+};
+
+static const luaL_Reg servermeth[] = {
+  {"close", v_close},
+  {"address", v_address},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"connect", l_connect},
+  {"listen", l_listen},
+  {NULL, NULL}
+};
+
+static void newclass (lua_State *L, ah_sched *S, const char *name,
+                      const luaL_Reg *meth, lua_CFunction tostr,
+                      lua_CFunction close) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, S);
+  luaL_setfuncs(L, meth, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushlightuserdata(L, S);
+  lua_pushcclosure(L, tostr, 1);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushlightuserdata(L, S);
+  lua_pushcclosure(L, close, 1);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, s_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+}
+
+int luaopen_asynchost_core_net (lua_State *L) {
+  ah_sched *S = ah_sched_get(L);
+  newclass(L, S, STREAM_MT, streammeth, s_tostring, s_close);
+  newclass(L, S, SERVER_MT, servermeth, v_tostring, v_close);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, S);
+  luaL_setfuncs(L, funcs, 1);
+  return 1;
+}
