@@ -141,6 +141,11 @@ static void additem (lua_State *L, queue *q) {
       lua_Integer i = q->count + 1;
       lua_compare(L, base - 2, base - 2, LUA_OPLT);  /* raises if unorderable */
       pushtables(L);
+      if (q->count > 0) {  /* and if not comparable with the others (root) */
+        lua_rawgeti(L, base + 1, 1);
+        lua_compare(L, base - 2, -1, LUA_OPLT);
+        lua_pop(L, 1);
+      }
       lua_pushvalue(L, base - 1);
       lua_rawseti(L, base, i);
       lua_pushvalue(L, base - 2);
@@ -491,11 +496,13 @@ static int countlist (ah_wlist *l) {
 
 static int q_tostring (lua_State *L) {
   queue *q = checkqueue(L, 1);
-  lua_pushfstring(L, "%s (%d items", kindnames[q->kind], (int)q->count);
+  int ng = countlist(&q->getters), np = countlist(&q->putters);
+  lua_pushfstring(L, "%s (%d item%s", kindnames[q->kind], (int)q->count,
+                  q->count == 1 ? "" : "s");
   if (q->maxsize > 0) lua_pushfstring(L, ", maxsize %d", (int)q->maxsize);
   else lua_pushliteral(L, "");
-  lua_pushfstring(L, ", %d getters, %d putters waiting%s)",
-                  countlist(&q->getters), countlist(&q->putters),
+  lua_pushfstring(L, ", %d getter%s, %d putter%s waiting%s)", ng,
+                  ng == 1 ? "" : "s", np, np == 1 ? "" : "s",
                   q->shutdown ? ", shut down" : "");
   lua_concat(L, 3);
   return 1;
