@@ -25,6 +25,7 @@ static const luaL_Reg cmodules[] = {
   {"asynchost.core.sync", luaopen_asynchost_core_sync},
   {"asynchost.core.queue", luaopen_asynchost_core_queue},
   {"asynchost.core.net", luaopen_asynchost_core_net},
+  {"asynchost.core.http", luaopen_asynchost_core_http},
   {NULL, NULL}
 };
 
