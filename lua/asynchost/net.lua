@@ -29,6 +29,7 @@ local function checkhostport(host, port, fname, optport)
   if type(host) ~= "string" then
     argerror(1, fname, "string expected, got " .. typename(host), 3)
   end
+  if host == "" then argerror(1, fname, "empty host name", 3) end
   if optport and port == nil then return 0 end
   if math.type(port) ~= "integer" then
     argerror(2, fname, "integer expected, got " .. typename(port), 3)
