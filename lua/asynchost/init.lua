@@ -53,5 +53,6 @@ for _, modname in ipairs{"asynchost.sync", "asynchost.utils",
 end
 
 M.net = require "asynchost.net"  -- TCP streams: async.net.connect/listen
+M.http = require "asynchost.http"  -- async.http.server
 
 return M

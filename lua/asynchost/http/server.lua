@@ -24,7 +24,10 @@
 -- 408, so a slow client cannot hold a connection), idle_timeout (60 s
 -- between requests on a kept-alive connection).  Malformed requests get a
 -- 400; after any of these the connection is closed and the server goes on.
-local async = require "asynchost"
+local runtime = require "asynchost.core"
+local tasks = require "asynchost.tasks"
+local net = require "asynchost.net"
+local errors = require "asynchost.errors"
 local core = require "asynchost.core.http"
 local check = require "asynchost.check"
 local cjson = require "cjson"
@@ -244,7 +247,7 @@ local function handle(self, s, req, close)
       end
       return
     end
-    if async.CancelledError:is(out) then error(out, 0) end
+    if errors.CancelledError:is(out) then error(out, 0) end
     io.stderr:write("asynchost: error in an HTTP handler for ", req.method,
                     " ", req.target, ": ", tostring(out), "\n")
     if not res._sent then
@@ -273,15 +276,15 @@ local function serveconn(self, s)
       local close = not req.keep_alive or self._closed
       if handle(self, s, req, close) or close then return end
     else
-      local limit = deadline and math.max(0, deadline - async.loop_time())
+      local limit = deadline and math.max(0, deadline - runtime.loop_time())
                     or self.idle_timeout
-      local ok, data = rawpcall(async.timeout, limit, s.read, s, 65536)
+      local ok, data = rawpcall(tasks.timeout, limit, s.read, s, 65536)
       if not ok then
-        if async.TimeoutError:is(data) then
+        if errors.TimeoutError:is(data) then
           if deadline then simple(s, 408) end  -- idle: just close
           return
         end
-        if async.ConnectionError:is(data) then return end
+        if errors.ConnectionError:is(data) then return end
         error(data, 0)
       end
       if data == nil then return end  -- the client is done
@@ -293,7 +296,7 @@ local function serveconn(self, s)
         return
       end
       if p:busy() then
-        deadline = deadline or async.loop_time() + self.request_timeout
+        deadline = deadline or runtime.loop_time() + self.request_timeout
       else
         deadline = nil
       end
@@ -305,7 +308,7 @@ end
 -- port); returns the host and port it listens on.
 function Server:listen(host, port)
   if self._server then error("server is already listening", 2) end
-  self._server = async.net.listen(function(s) serveconn(self, s) end,
+  self._server = net.listen(function(s) serveconn(self, s) end,
                                   host or "127.0.0.1", port or 0,
                                   {backlog = self.backlog})
   return self._server:address()
