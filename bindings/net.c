@@ -44,6 +44,9 @@ typedef struct stream {
   int closing;             /* close() asked: after the writes, close */
   ah_task *reader, *drainer;
   int handlerref;          /* server: the function run for each client */
+  double timeout;          /* of each read, seconds; < 0: none */
+  uv_timer_t *rtimer;      /* the read timeout (malloc'ed), or NULL */
+  int timedout;            /* the current read ran out of time */
 } stream;
 
 #define getsched(L)  ((ah_sched *)lua_touserdata(L, lua_upvalueindex(1)))
@@ -139,7 +142,16 @@ static void wakedrainer (stream *s) {
 }
 
 /* Closes the handle now (pending writes are cancelled). */
+static void closetimer (stream *s) {
+  if (s->rtimer != NULL) {
+    s->rtimer->data = NULL;
+    uv_close((uv_handle_t *)s->rtimer, freehandle);
+    s->rtimer = NULL;
+  }
+}
+
 static void closenow (stream *s) {
+  closetimer(s);
   if (s->h == NULL) return;
   s->h->data = NULL;  /* no callback reaches 's' from now on */
   uv_close((uv_handle_t *)s->h, freehandle);
@@ -152,6 +164,7 @@ static void closenow (stream *s) {
 
 static int s_gc (lua_State *L) {
   stream *s = (stream *)lua_touserdata(L, 1);
+  closetimer(s);
   if (s->h != NULL) {
     s->h->data = NULL;
     uv_close((uv_handle_t *)s->h, freehandle);
@@ -172,6 +185,7 @@ static stream *newstream (lua_State *L, ah_sched *S, int isserver) {
   s->isserver = isserver;
   s->S = S;
   s->selfref = s->handlerref = LUA_NOREF;
+  s->timeout = -1;
   luaL_setmetatable(L, isserver ? SERVER_MT : STREAM_MT);
   s->h = (uv_tcp_t *)malloc(sizeof(uv_tcp_t));
   if (s->h == NULL) luaL_error(L, "not enough memory");
@@ -334,10 +348,45 @@ static int tryread (lua_State *L, stream *s, int op) {
   }
 }
 
+static void onreadtimeout (uv_timer_t *tm) {
+  stream *s = (stream *)tm->data;
+  if (s == NULL || s->reader == NULL) return;
+  s->timedout = 1;
+  wakereader(s);
+}
+
+/* Starts the read timeout, if the stream has one, for a waiting read. */
+static void armread (stream *s) {
+  if (s->timeout < 0) return;
+  if (s->rtimer == NULL) {
+    if ((s->rtimer = (uv_timer_t *)malloc(sizeof(uv_timer_t))) == NULL)
+      return;
+    uv_timer_init(s->S->loop, s->rtimer);
+    s->rtimer->data = s;
+  }
+  uv_update_time(s->S->loop);
+  uv_timer_start(s->rtimer, onreadtimeout,
+                 (uint64_t)(s->timeout * 1000 + 0.999), 0);
+}
+
+static void disarmread (stream *s) {
+  if (s->rtimer != NULL) uv_timer_stop(s->rtimer);
+}
+
 static void unread (ah_sched *S, ah_task *t) {
   stream *s = (stream *)t->waitobj;
   (void)S;
   if (s->reader == t) s->reader = NULL;
+  disarmread(s);
+}
+
+/* Raises TimeoutError if the read that just woke ran out of time. */
+static void checktimeout (lua_State *L, stream *s) {
+  if (!s->timedout) return;
+  s->timedout = 0;
+  lua_pushfstring(L, "read timed out after %f s", s->timeout);
+  ah_pusherror(L, "TimeoutError", lua_tostring(L, -1));
+  lua_error(L);
 }
 
 static int readk (lua_State *L, int status, lua_KContext op) {
@@ -345,7 +394,10 @@ static int readk (lua_State *L, int status, lua_KContext op) {
   stream *s = (stream *)lua_touserdata(L, 1);
   int n;
   (void)status;
+  disarmread(s);
+  if (s->timedout && ah_cancelpending(S->current)) s->timedout = 0;
   ah_checkwake(L, S->current);
+  checktimeout(L, s);
   if ((n = tryread(L, s, (int)op)) >= 0) return n;
   if (s->reader != NULL)
     return luaL_error(L, "another task is already reading this stream");
@@ -354,6 +406,7 @@ static int readk (lua_State *L, int status, lua_KContext op) {
     if (!ah_wait(t, unread, s, "a stream read")) s->reader = t;
   }
   wantdata(s);
+  armread(s);
   return ah_suspend(L, readk, op);
 }
 
@@ -369,6 +422,7 @@ static int startread (lua_State *L, int op, int nargs) {
     if (!ah_wait(t, unread, s, "a stream read")) s->reader = t;
   }
   wantdata(s);
+  armread(s);
   return ah_suspend(L, readk, op);
 }
 
@@ -395,6 +449,19 @@ static int s_readuntil (lua_State *L) {
 
 static int s_readline (lua_State *L) {
   return startread(L, OP_LINE, 0);
+}
+
+/* settimeout([seconds]): each later read waits at most that long, then
+** raises TimeoutError (the stream stays usable); nil: no limit. */
+static int s_settimeout (lua_State *L) {
+  stream *s = tostream(L, 1, 0);
+  if (lua_isnoneornil(L, 2)) s->timeout = -1;
+  else {
+    lua_Number t = luaL_checknumber(L, 2);
+    luaL_argcheck(L, t >= 0, 2, "non-negative number expected");
+    s->timeout = t > 1e9 ? 1e9 : (double)t;
+  }
+  return 0;
 }
 
 /* }====================================================== */
@@ -703,6 +770,8 @@ static int connectk (lua_State *L, int status, lua_KContext ctx) {
     return trynext(L, j);
   }
   if (j->status == 0) {  /* connected */
+    stream *s = (stream *)lua_touserdata(L, 4);
+    uv_tcp_nodelay(s->h, 1);  /* as asyncio: small writes go out at once */
     unjob(j);
     return 1;
   }
@@ -782,6 +851,7 @@ static void onconnection (uv_stream_t *server, int status) {
     lua_settop(L, top);
     return;
   }
+  uv_tcp_nodelay(s->h, 1);  /* as asyncio: small writes go out at once */
   ah_spawn(S, L, top + 1, 1);  /* handler(stream), in a task of its own */
   lua_settop(L, top);
 }
@@ -844,6 +914,7 @@ static const luaL_Reg streammeth[] = {
   {"readline", s_readline},
   {"readuntil", s_readuntil},
   {"readexactly", s_readexactly},
+  {"settimeout", s_settimeout},
   {"write", s_write},
   {"drain", s_drain},
   {"write_eof", s_writeeof},

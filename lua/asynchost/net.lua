@@ -11,7 +11,8 @@
 --
 -- Streams (bindings/net.c): read(n) (up to n bytes, nil at the end),
 -- read() (all until the end), readline(), readuntil(sep), readexactly(n)
--- (IncompleteReadError with .partial at an early end), write(data) (never
+-- (IncompleteReadError with .partial at an early end), settimeout(s)
+-- (each read then raises TimeoutError after s seconds), write(data) (never
 -- waits), drain() (waits while more than 64 KiB is queued), write_eof(),
 -- close() (sends what was written first; also <close>), address(), peer().
 -- Errors: ConnectionRefusedError, ConnectionResetError, DNSError (all

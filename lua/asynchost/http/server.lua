@@ -25,7 +25,6 @@
 -- between requests on a kept-alive connection).  Malformed requests get a
 -- 400; after any of these the connection is closed and the server goes on.
 local runtime = require "asynchost.core"
-local tasks = require "asynchost.tasks"
 local net = require "asynchost.net"
 local errors = require "asynchost.errors"
 local core = require "asynchost.core.http"
@@ -105,9 +104,14 @@ function Response:send(body, status)
   if status then self.status = status end
   self._sent, self._done = true, true
   local s = self._stream
-  s:write(head(self, {["Content-Length"] = #body,
-                      ["Connection"] = self._close and "close" or "keep-alive"}))
-  if self._method ~= "HEAD" and #body > 0 then s:write(body) end
+  local h = head(self, {["Content-Length"] = #body,
+                        ["Connection"] = self._close and "close" or "keep-alive"})
+  if self._method ~= "HEAD" and #body > 0 then
+    if #body <= 16384 then s:write(h .. body)  -- one segment
+    else s:write(h); s:write(body) end
+  else
+    s:write(h)
+  end
   s:drain()
 end
 
@@ -223,11 +227,11 @@ end
 ---------------------------------------------------------------------------
 -- Connections
 
-local function handle(self, s, req, close)
+local function handle(self, s, req, close, peer)
   local path, query = req.target:match("^([^?]*)%??(.*)$")
-  req.path = unescape(path)
-  req.query = parsequery(query)
-  req.peer = {s:peer()}
+  req.path = path:find("[%%+]") and unescape(path) or path
+  req.query = query ~= "" and parsequery(query) or {}
+  req.peer = peer
   setmetatable(req, Request)
   local res = newresponse(s, req, close)
   local route, params = findroute(self, req.method, req.path)
@@ -270,15 +274,16 @@ end
 local function serveconn(self, s)
   local p = core.parser(self.max_header, self.max_body)
   local deadline  -- of the request being received, from its first bytes
+  local peer = {s:peer()}
   while not self._closed do
     local req = p:take()
     if req then
       local close = not req.keep_alive or self._closed
-      if handle(self, s, req, close) or close then return end
+      if handle(self, s, req, close, peer) or close then return end
     else
-      local limit = deadline and math.max(0, deadline - runtime.loop_time())
-                    or self.idle_timeout
-      local ok, data = rawpcall(tasks.timeout, limit, s.read, s, 65536)
+      s:settimeout(deadline and math.max(0, deadline - runtime.loop_time())
+                   or self.idle_timeout)
+      local ok, data = rawpcall(s.read, s, 65536)
       if not ok then
         if errors.TimeoutError:is(data) then
           if deadline then simple(s, 408) end  -- idle: just close

@@ -1,0 +1,50 @@
+-- A load run against async.http.server: wrk with 100 connections for 5 s
+-- must end with zero errors (socket errors, non-2xx answers, timeouts).
+local async = require "asynchost"
+require "asynchost.busted"
+local httpserver = require "asynchost.http.server"
+
+-- Runs a shell command in the background (the loop keeps serving);
+-- returns its output and exit status.
+local function sh(cmd, timeout)
+  local out, rc = os.tmpname(), os.tmpname()
+  os.remove(rc)
+  os.execute(("{ (%s) > %s 2>&1; echo $? > %s; } &"):format(cmd, out, rc))
+  local deadline = async.loop_time() + timeout
+  while async.loop_time() < deadline do
+    local f = io.open(rc)
+    if f then
+      local code = tonumber(f:read("a"))
+      f:close()
+      local o = io.open(out)
+      local text = o:read("a")
+      o:close()
+      os.remove(out); os.remove(rc)
+      return text, code
+    end
+    async.sleep(0.05)
+  end
+  error("command did not finish: " .. cmd)
+end
+
+describe("http.server under load", function()
+  it("serves wrk -t1 -c100 -d5s on /json with zero errors", function()
+    local srv = httpserver.new()
+    local body = ('{"id":1,"name":"asynchost","tags":["lua","async"]}')
+    srv:route("GET", "/json", function(_, res)
+      res:header("Content-Type", "application/json")
+      res:send(body)
+    end)
+    local _, port = srv:listen("127.0.0.1", 0)
+    local out, code = sh(("wrk -t1 -c100 -d5s --timeout 2s http://127.0.0.1:%d/json")
+                         :format(port), 30)
+    srv:close()
+    assert.equal(0, code, out)
+    local requests = tonumber(out:match("(%d+) requests in"))
+    assert.is_not_nil(requests, out)
+    assert.is_true(requests > 1000, out)
+    assert.is_nil(out:match("Socket errors"), out)
+    assert.is_nil(out:match("Non%-2xx"), out)
+    print(("\n    wrk: %s"):format(out:match("Requests/sec:%s*[%d.]+") or "?"))
+  end, 60)
+end)
