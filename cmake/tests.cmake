@@ -5,6 +5,14 @@ find_program(BUSTED busted REQUIRED)
 find_program(LUA54 lua5.4 REQUIRED)
 set(ASYNCHOST_ASAN_BIN "" CACHE FILEPATH
     "asynchost built with ASYNCHOST_ASAN=ON, to run the specs under")
+set(ASYNCHOST_FUZZ_BIN "" CACHE FILEPATH
+    "fuzz_http built with ASYNCHOST_FUZZ=ON (clang), to run briefly")
+if(ASYNCHOST_FUZZ_BIN)
+  # 20 s of fuzzing the HTTP request path, on a copy of the seed corpus
+  add_test(NAME fuzz:http COMMAND sh -c
+    "d=$(mktemp -d) && cp ${PROJECT_SOURCE_DIR}/tests/fuzz/http/* \"$d\" && ${ASYNCHOST_FUZZ_BIN} -max_total_time=20 -print_final_stats=1 \"$d\"; rc=$?; rm -rf \"$d\"; exit $rc")
+  set_tests_properties(fuzz:http PROPERTIES TIMEOUT 120)
+endif()
 
 file(GLOB AH_SPECS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/spec/*_spec.lua)
 set(AH_SRC_LUA_PATH "${PROJECT_SOURCE_DIR}/lua/?.lua;${PROJECT_SOURCE_DIR}/lua/?/init.lua;${PROJECT_SOURCE_DIR}/?.lua")

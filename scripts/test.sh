@@ -12,8 +12,14 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DASYNCHOST_ASAN=ON \
       -DASYNCHOST_TESTS=OFF >/dev/null
 cmake --build build-asan -j"$jobs" --target asynchost embed_test
 
+# the libFuzzer target (HTTP request path), built with clang
+cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DASYNCHOST_FUZZ=ON -DASYNCHOST_TESTS=OFF -DASYNCHOST_MIMALLOC=OFF >/dev/null
+cmake --build build-fuzz -j"$jobs" --target fuzz_http
+
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DASYNCHOST_ASAN_BIN="$PWD/build-asan/asynchost" >/dev/null
+      -DASYNCHOST_ASAN_BIN="$PWD/build-asan/asynchost" \
+      -DASYNCHOST_FUZZ_BIN="$PWD/build-fuzz/fuzz_http" >/dev/null
 cmake --build build -j"$jobs"
 
 ctest --test-dir build -j"$jobs" --output-on-failure "$@"
