@@ -196,6 +196,42 @@ static int doscript (lua_State *L, char **argv) {
 
 
 /*
+** 'asynchost serve [options]' runs the test server of the labs
+** (lua/asynchost/testserver.lua) until Ctrl-C, unless the current
+** directory has a script named 'serve': that one runs, as before.
+*/
+static int isserve (char **argv, int script) {
+  FILE *f;
+  if (script != 1 || strcmp(argv[1], "serve") != 0)
+    return 0;
+  f = fopen("serve", "r");
+  if (f != NULL) {
+    fclose(f);
+    return 0;
+  }
+  return 1;
+}
+
+
+/* Runs the test server as the main task; 'arg' holds its options. */
+static int doserve (lua_State *L) {
+  static const char code[] =
+    "return require('asynchost.testserver').main(arg)";
+  int status = luaL_loadbuffer(L, code, sizeof(code) - 1, "=serve");
+  if (status == LUA_OK) {
+    status = ah_host_call(ah_host_of(L), 0, 1);
+    if (status == LUA_OK) {
+      int ok = lua_toboolean(L, -1);  /* false: main printed why */
+      lua_pop(L, 1);
+      return ok;
+    }
+  }
+  report(L, status);
+  return 0;
+}
+
+
+/*
 ** Checks the options, before any Lua code runs.  Sets '*first' to the
 ** index of the script's name (0 if none), or of the bad option if the
 ** result is OPT_ERROR.
@@ -316,7 +352,11 @@ static int pmain (lua_State *L) {
     return 0;
   if (!runargs(L, argv, (script > 0) ? script : argc))
     return 0;
-  if (script > 0 && doscript(L, argv + script) != LUA_OK)
+  if (isserve(argv, script)) {
+    if (!doserve(L))
+      return 0;
+  }
+  else if (script > 0 && doscript(L, argv + script) != LUA_OK)
     return 0;
   if (opts & OPT_INTER)
     ah_repl(L);

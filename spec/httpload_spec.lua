@@ -1,8 +1,9 @@
--- A load run against async.http.server: wrk with 100 connections for 5 s
--- must end with zero errors (socket errors, non-2xx answers, timeouts).
+-- A load run against the built-in test server's /json (async.http.server):
+-- wrk with 100 connections for 5 s must end with zero errors (socket
+-- errors, non-2xx answers, timeouts).
 local async = require "asynchost"
 require "asynchost.busted"
-local httpserver = require "asynchost.http.server"
+local testserver = require "asynchost.testserver"
 
 -- Runs a shell command in the background (the loop keeps serving);
 -- returns its output and exit status.
@@ -29,15 +30,9 @@ end
 
 describe("http.server under load", function()
   it("serves wrk -t1 -c100 -d5s on /json with zero errors", function()
-    local srv = httpserver.new()
-    local body = ('{"id":1,"name":"asynchost","tags":["lua","async"]}')
-    srv:route("GET", "/json", function(_, res)
-      res:header("Content-Type", "application/json")
-      res:send(body)
-    end)
-    local _, port = srv:listen("127.0.0.1", 0)
-    local out, code = sh(("wrk -t1 -c100 -d5s --timeout 2s http://127.0.0.1:%d/json")
-                         :format(port), 30)
+    local srv = testserver.start{}
+    local out, code = sh(("wrk -t1 -c100 -d5s --timeout 2s %s/json")
+                         :format(srv.url), 30)
     srv:close()
     assert.equal(0, code, out)
     local requests = tonumber(out:match("(%d+) requests in"))

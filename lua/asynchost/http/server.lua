@@ -50,17 +50,23 @@ local reasons = {
 }
 M.reasons = reasons
 
+-- %XX escapes (paths: '+' is a '+')
 local function unescape(s)
-  return (s:gsub("+", " "):gsub("%%(%x%x)", function(h)
+  return (s:gsub("%%(%x%x)", function(h)
     return string.char(tonumber(h, 16))
   end))
+end
+
+-- form encoding (query strings): '+' is a space
+local function unform(s)
+  return unescape((s:gsub("+", " ")))
 end
 
 local function parsequery(q)
   local t = {}
   for pair in q:gmatch("[^&]+") do
     local k, v = pair:match("^([^=]*)=?(.*)$")
-    t[unescape(k)] = unescape(v)
+    t[unform(k)] = unform(v)
   end
   return t
 end
@@ -89,7 +95,11 @@ end
 --- Adds a response header (before anything is sent).
 function Response:header(name, value)
   if self._sent then error("headers already sent", 2) end
-  self._headers[#self._headers + 1] = {name, tostring(value)}
+  value = tostring(value)
+  if name:find("[\r\n:]") or value:find("[\r\n]") then
+    error("bad argument to 'header' (CR, LF or ':' in a header)", 2)
+  end
+  self._headers[#self._headers + 1] = {name, value}
   self._set[name:lower()] = true
   return self
 end
@@ -207,11 +217,13 @@ function Server:route(method, pattern, handler)
   return self
 end
 
+-- 'path' is as sent (still %-encoded): an encoded '/' stays inside its
+-- segment, and each parameter is decoded once.
 local function findroute(self, method, path)
   local pathmatched = false
   for _, r in ipairs(self._routes) do
-    local caps = {path:match(r.lua)}
-    if caps[1] ~= nil or path:match(r.lua) then
+    local caps = table.pack(path:match(r.lua))
+    if caps[1] ~= nil then
       pathmatched = true
       if r.method == "*" or r.method == method
          or (method == "HEAD" and r.method == "GET") then
@@ -229,12 +241,12 @@ end
 
 local function handle(self, s, req, close, peer)
   local path, query = req.target:match("^([^?]*)%??(.*)$")
-  req.path = path:find("[%%+]") and unescape(path) or path
+  req.path = path:find("%%") and unescape(path) or path
   req.query = query ~= "" and parsequery(query) or {}
   req.peer = peer
   setmetatable(req, Request)
   local res = newresponse(s, req, close)
-  local route, params = findroute(self, req.method, req.path)
+  local route, params = findroute(self, req.method, path)
   if not route then
     res:header("Content-Type", "text/plain")
     if params then return res:send("Method Not Allowed\n", 405) end
@@ -275,11 +287,16 @@ local function serveconn(self, s)
   local p = core.parser(self.max_header, self.max_body)
   local deadline  -- of the request being received, from its first bytes
   local peer = {s:peer()}
+  local conns = self._conns
+  conns[s] = "idle"
+  local _ <close> = setmetatable({}, {__close = function() conns[s] = nil end})
   while not self._closed do
     local req = p:take()
     if req then
+      conns[s] = "busy"
       local close = not req.keep_alive or self._closed
       if handle(self, s, req, close, peer) or close then return end
+      conns[s] = "idle"
     else
       s:settimeout(deadline and math.max(0, deadline - runtime.loop_time())
                    or self.idle_timeout)
@@ -302,6 +319,7 @@ local function serveconn(self, s)
       end
       if p:busy() then
         deadline = deadline or runtime.loop_time() + self.request_timeout
+        conns[s] = "busy"
       else
         deadline = nil
       end
@@ -319,11 +337,14 @@ function Server:listen(host, port)
   return self._server:address()
 end
 
---- Stops accepting connections; those in progress end after their
--- current request.
+--- Stops accepting connections and closes the idle ones; those in the
+-- middle of a request end after answering it.
 function Server:close()
   self._closed = true
   if self._server then self._server:close() end
+  for s, state in pairs(self._conns) do
+    if state == "idle" then s:close() end
+  end
 end
 Server.__close = Server.close
 
@@ -340,6 +361,7 @@ function M.new(opts)
   end
   return setmetatable({
     _routes = {},
+    _conns = setmetatable({}, {__mode = "k"}),  -- stream -> "idle"|"busy"
     max_header = opts.max_header or 16 * 1024,
     max_body = opts.max_body or 1024 * 1024,
     request_timeout = opts.request_timeout or 30,
