@@ -4,29 +4,7 @@
 local async = require "asynchost"
 require "asynchost.busted"
 local testserver = require "asynchost.testserver"
-
--- Runs a shell command in the background (the loop keeps serving);
--- returns its output and exit status.
-local function sh(cmd, timeout)
-  local out, rc = os.tmpname(), os.tmpname()
-  os.remove(rc)
-  os.execute(("{ (%s) > %s 2>&1; echo $? > %s; } &"):format(cmd, out, rc))
-  local deadline = async.loop_time() + timeout
-  while async.loop_time() < deadline do
-    local f = io.open(rc)
-    if f then
-      local code = tonumber(f:read("a"))
-      f:close()
-      local o = io.open(out)
-      local text = o:read("a")
-      o:close()
-      os.remove(out); os.remove(rc)
-      return text, code
-    end
-    async.sleep(0.05)
-  end
-  error("command did not finish: " .. cmd)
-end
+local sh = require("spec.helpers").sh
 
 describe("http.server under load", function()
   it("serves wrk -t1 -c100 -d5s on /json with zero errors", function()

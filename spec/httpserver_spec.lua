@@ -1,6 +1,8 @@
 local async = require "asynchost"
 require "asynchost.busted"
 local httpserver = require "asynchost.http.server"
+local helpers = require "spec.helpers"
+local response, sh = helpers.response, helpers.sh
 
 -- A server with the routes the tests use; returns server, port.
 local function start(opts)
@@ -23,59 +25,8 @@ local function start(opts)
   return srv, port
 end
 
--- Reads one response from stream s: status, headers (lowercased), body.
-local function response(s)
-  local line = s:readline()
-  if not line then return nil end
-  local status = tonumber(line:match("^HTTP/1%.1 (%d+)"))
-  local headers = {}
-  while true do
-    local h = s:readline()
-    if h == "\r\n" then break end
-    local k, v = h:match("^([^:]+):%s*(.-)\r\n$")
-    headers[k:lower()] = v
-  end
-  local body
-  if headers["content-length"] then
-    body = s:readexactly(tonumber(headers["content-length"]))
-  elseif headers["transfer-encoding"] == "chunked" then
-    local parts = {}
-    while true do
-      local size = tonumber(s:readline():match("^(%x+)"), 16)
-      if size == 0 then s:readline(); break end
-      parts[#parts + 1] = s:readexactly(size)
-      s:readexactly(2)
-    end
-    body = table.concat(parts)
-  end
-  return status, headers, body
-end
-
 local function connect(port)
   return async.net.connect("127.0.0.1", port)
-end
-
--- Runs a shell command in the background; returns its output and status.
-local function sh(cmd, timeout)
-  local out, rc = os.tmpname(), os.tmpname()
-  os.remove(rc)
-  -- the whole group in the background: the loop must keep serving
-  os.execute(("{ (%s) > %s 2>&1; echo $? > %s; } &"):format(cmd, out, rc))
-  local deadline = async.loop_time() + (timeout or 10)
-  while async.loop_time() < deadline do
-    local f = io.open(rc)
-    if f then
-      local code = tonumber(f:read("a"))
-      f:close()
-      local o = io.open(out)
-      local text = o:read("a")
-      o:close()
-      os.remove(out); os.remove(rc)
-      return text, code
-    end
-    async.sleep(0.02)
-  end
-  error("command did not finish: " .. cmd)
 end
 
 describe("http.server", function()

@@ -1,5 +1,6 @@
 local async = require "asynchost"
 require "asynchost.busted"
+local errclass = require("spec.helpers").errclass
 local net = async.net
 
 -- A server running handler for each client; returns server, port.
@@ -7,13 +8,6 @@ local function serve(handler)
   local server = net.listen(handler, "127.0.0.1", 0)
   local _, port = server:address()
   return server, port
-end
-
-local function errclass(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(cls:is(err), "got " .. tostring(err))
-  return err
 end
 
 describe("async.net streams", function()

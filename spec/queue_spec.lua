@@ -1,12 +1,6 @@
 local async = require "asynchost"
 require "asynchost.busted"
-
-local function errclass(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(cls:is(err), "got " .. tostring(err))
-  return err
-end
+local errclass = require("spec.helpers").errclass
 
 describe("Queue", function()
   it("is first in, first out, and reports its size", function()

@@ -4,39 +4,9 @@ local async = require "asynchost"
 require "asynchost.busted"
 local ts = require "asynchost.testserver"
 local cjson = require "cjson"
+local response = require("spec.helpers").response
 
 local BIN = os.getenv("ASYNCHOST_BIN") or "build/asynchost"
-
--- Reads one response from stream s: status, headers (lowercased), body
--- (none after a HEAD).
-local function response(s, head)
-  local line = s:readline()
-  if not line then return nil end
-  local status = tonumber(line:match("^HTTP/1%.1 (%d+)"))
-  local headers = {}
-  while true do
-    local h = s:readline()
-    if h == "\r\n" then break end
-    local k, v = h:match("^([^:]+):%s*(.-)\r\n$")
-    headers[k:lower()] = v
-  end
-  local body
-  if head then
-    body = ""
-  elseif headers["content-length"] then
-    body = s:readexactly(tonumber(headers["content-length"]))
-  elseif headers["transfer-encoding"] == "chunked" then
-    local parts = {}
-    while true do
-      local size = tonumber(s:readline():match("^(%x+)"), 16)
-      if size == 0 then s:readline(); break end
-      parts[#parts + 1] = s:readexactly(size)
-      s:readexactly(2)
-    end
-    body = table.concat(parts)
-  end
-  return status, headers, body
-end
 
 -- Writes one request on stream s.  opts: headers (a table), body.
 local function send(s, port, method, path, opts)
