@@ -73,6 +73,7 @@ enum { AH_KIND_FUTURE, AH_KIND_TASK, AH_KIND_GATHER, AH_KIND_HOOKED };
 #define AH_TAG_QUEUE   0x41487175u  /* "AHqu" */
 #define AH_TAG_NET     0x41486e74u  /* "AHnt" */
 #define AH_TAG_HTTP    0x41486874u  /* "AHht" */
+#define AH_TAG_CURL    0x41486375u  /* "AHcu" */
 
 /* Is the value at 'i' one of our userdata of at least 'size' bytes whose
 ** tag is 'tag'?  Then returns it, else NULL. */
@@ -222,5 +223,6 @@ int luaopen_asynchost_core_sync (lua_State *L);
 int luaopen_asynchost_core_queue (lua_State *L);
 int luaopen_asynchost_core_net (lua_State *L);
 int luaopen_asynchost_core_http (lua_State *L);
+int luaopen_asynchost_core_curl (lua_State *L);
 
 #endif

@@ -26,6 +26,7 @@ static const luaL_Reg cmodules[] = {
   {"asynchost.core.queue", luaopen_asynchost_core_queue},
   {"asynchost.core.net", luaopen_asynchost_core_net},
   {"asynchost.core.http", luaopen_asynchost_core_http},
+  {"asynchost.core.curl", luaopen_asynchost_core_curl},
   {NULL, NULL}
 };
 

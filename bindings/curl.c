@@ -1,0 +1,533 @@
+/*
+** asynchost.core.curl: HTTP transfers on libcurl's multi interface,
+** driven by the loop: curl tells which sockets to watch (one uv_poll
+** each) and when to call it back (one uv_timer per session); no thread
+** per request.  A session is one multi handle, so its connections are
+** pooled (kept alive) across requests.
+**
+**   local s = core.session(max_connections, max_per_host)
+**   local status, headers, body, url, elapsed, reused =
+**     s:perform(method, url, headerlist, body, opts)
+**
+** A task waits on each transfer; cancelling it removes the transfer from
+** the multi handle at once (the connection is closed, the pool stays
+** sound).
+*/
+#include <stdlib.h>
+#include <string.h>
+#include <curl/curl.h>
+#include "asynchost.h"
+
+#define SESSION_MT  "asynchost.HttpSession"
+
+typedef struct buf {
+  char *p;
+  size_t n, cap;
+} buf;
+
+typedef struct xfer xfer;
+
+typedef struct session {
+  unsigned int tag;       /* AH_TAG_CURL */
+  CURLM *multi;           /* NULL once closed */
+  ah_sched *S;
+  uv_timer_t *timer;      /* curl's timeout (malloc'ed) */
+  xfer *xfers;            /* in flight */
+  int selfref;            /* while transfers are in flight */
+  lua_Integer requests, reused, bytes;
+} session;
+
+typedef struct sockctx {
+  uv_poll_t poll;
+  curl_socket_t fd;
+  session *s;
+} sockctx;
+
+struct xfer {
+  xfer *prev, *next;      /* in the session's list */
+  session *s;
+  CURL *easy;
+  ah_task *t;             /* the waiting task */
+  struct curl_slist *hdrs;
+  int bodyref;            /* the request body (a Lua string), or LUA_NOREF */
+  buf body, head;
+  CURLcode result;
+  int done, closed;
+  char errbuf[CURL_ERROR_SIZE];
+};
+
+#define getsched(L)  ((ah_sched *)lua_touserdata(L, lua_upvalueindex(1)))
+
+static int append (buf *b, const char *p, size_t n) {
+  if (b->n + n > b->cap) {
+    size_t ncap = b->cap ? b->cap : 4096;
+    char *np;
+    while (ncap < b->n + n) ncap *= 2;
+    if ((np = (char *)realloc(b->p, ncap)) == NULL) return -1;
+    b->p = np;
+    b->cap = ncap;
+  }
+  memcpy(b->p + b->n, p, n);
+  b->n += n;
+  return 0;
+}
+
+static session *checksession (lua_State *L) {
+  session *s = (session *)ah_totagged(L, 1, AH_TAG_CURL, session);
+  if (s == NULL) luaL_typeerror(L, 1, "HTTP session");
+  return s;
+}
+
+
+/* {======================================================
+** Transfers
+** ======================================================= */
+
+static size_t onbody (char *p, size_t size, size_t n, void *ud) {
+  xfer *x = (xfer *)ud;
+  return append(&x->body, p, size * n) == 0 ? size * n : 0;
+}
+
+static size_t onheader (char *p, size_t size, size_t n, void *ud) {
+  xfer *x = (xfer *)ud;
+  if (n * size > 5 && memcmp(p, "HTTP/", 5) == 0)
+    x->head.n = 0;  /* a new response (after a redirect): its headers only */
+  return append(&x->head, p, size * n) == 0 ? size * n : 0;
+}
+
+static void freexfer (lua_State *L, xfer *x) {
+  session *s = x->s;
+  if (x->prev) x->prev->next = x->next; else if (s) s->xfers = x->next;
+  if (x->next) x->next->prev = x->prev;
+  if (x->easy) {
+    if (s && s->multi) curl_multi_remove_handle(s->multi, x->easy);
+    curl_easy_cleanup(x->easy);
+  }
+  curl_slist_free_all(x->hdrs);
+  luaL_unref(L, LUA_REGISTRYINDEX, x->bodyref);
+  free(x->body.p);
+  free(x->head.p);
+  free(x);
+  if (s && s->xfers == NULL && s->selfref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, s->selfref);
+    s->selfref = LUA_NOREF;
+  }
+}
+
+/* Transfers that ended: wake their tasks. */
+static void checkdone (session *s) {
+  CURLMsg *m;
+  int left;
+  while (s->multi && (m = curl_multi_info_read(s->multi, &left)) != NULL) {
+    xfer *x;
+    if (m->msg != CURLMSG_DONE) continue;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+    x->result = m->data.result;
+    x->done = 1;
+    curl_multi_remove_handle(s->multi, x->easy);
+    if (x->t != NULL) ah_wake(x->t, AH_WAKE_OK);
+  }
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Sockets and the timer, for curl
+** ======================================================= */
+
+static void freepoll (uv_handle_t *h) {
+  free(h->data);
+}
+
+static void onpoll (uv_poll_t *h, int status, int events) {
+  sockctx *c = (sockctx *)h->data;
+  session *s = c->s;  /* curl may remove this very socket below */
+  int flags = 0, running;
+  if (s == NULL || s->multi == NULL) return;
+  if (status < 0) flags = CURL_CSELECT_ERR;
+  if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+  if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  curl_multi_socket_action(s->multi, c->fd, flags, &running);
+  checkdone(s);
+}
+
+static int onsocket (CURL *e, curl_socket_t fd, int what, void *ud,
+                     void *sockp) {
+  session *s = (session *)ud;
+  sockctx *c = (sockctx *)sockp;
+  int events = 0;
+  (void)e;
+  if (what == CURL_POLL_REMOVE) {
+    if (c != NULL) {
+      uv_poll_stop(&c->poll);
+      c->s = NULL;
+      uv_close((uv_handle_t *)&c->poll, freepoll);
+      curl_multi_assign(s->multi, fd, NULL);
+    }
+    return 0;
+  }
+  if (c == NULL) {
+    if ((c = (sockctx *)malloc(sizeof(sockctx))) == NULL) return -1;
+    c->fd = fd;
+    c->s = s;
+    uv_poll_init_socket(s->S->loop, &c->poll, fd);
+    c->poll.data = c;
+    curl_multi_assign(s->multi, fd, c);
+  }
+  if (what & CURL_POLL_IN) events |= UV_READABLE;
+  if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
+  uv_poll_start(&c->poll, events, onpoll);
+  return 0;
+}
+
+static void ontimer (uv_timer_t *h) {
+  session *s = (session *)h->data;
+  int running;
+  if (s == NULL || s->multi == NULL) return;
+  curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  checkdone(s);
+}
+
+static int ontimeout (CURLM *m, long ms, void *ud) {
+  session *s = (session *)ud;
+  (void)m;
+  if (ms < 0) uv_timer_stop(s->timer);
+  else uv_timer_start(s->timer, ontimer, (uint64_t)ms, 0);
+  return 0;
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** perform
+** ======================================================= */
+
+/* The task gave up: abort the transfer now. */
+static void unperform (ah_sched *S, ah_task *t) {
+  xfer *x = (xfer *)t->waitobj;
+  x->t = NULL;
+  freexfer(S->L, x);
+}
+
+static const char *errclass (CURLcode c) {
+  switch (c) {
+    case CURLE_COULDNT_RESOLVE_HOST: case CURLE_COULDNT_RESOLVE_PROXY:
+      return "DNSError";
+    case CURLE_COULDNT_CONNECT: return "ConnectionRefusedError";
+    case CURLE_OPERATION_TIMEDOUT: return "TimeoutError";
+    case CURLE_TOO_MANY_REDIRECTS: return "TooManyRedirects";
+    case CURLE_SSL_CONNECT_ERROR: case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM: case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+      return "TLSError";
+    case CURLE_RECV_ERROR: case CURLE_SEND_ERROR: case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+      return "ConnectionResetError";
+    default: return "ConnectionError";
+  }
+}
+
+static const char *curlcodename (CURLcode c) {
+  switch (c) {
+    case CURLE_COULDNT_RESOLVE_HOST: return "CURLE_COULDNT_RESOLVE_HOST";
+    case CURLE_COULDNT_CONNECT: return "CURLE_COULDNT_CONNECT";
+    case CURLE_OPERATION_TIMEDOUT: return "CURLE_OPERATION_TIMEDOUT";
+    case CURLE_TOO_MANY_REDIRECTS: return "CURLE_TOO_MANY_REDIRECTS";
+    case CURLE_SSL_CONNECT_ERROR: return "CURLE_SSL_CONNECT_ERROR";
+    case CURLE_PEER_FAILED_VERIFICATION:
+      return "CURLE_PEER_FAILED_VERIFICATION";
+    case CURLE_RECV_ERROR: return "CURLE_RECV_ERROR";
+    case CURLE_SEND_ERROR: return "CURLE_SEND_ERROR";
+    case CURLE_GOT_NOTHING: return "CURLE_GOT_NOTHING";
+    case CURLE_PARTIAL_FILE: return "CURLE_PARTIAL_FILE";
+    case CURLE_URL_MALFORMAT: return "CURLE_URL_MALFORMAT";
+    case CURLE_UNSUPPORTED_PROTOCOL: return "CURLE_UNSUPPORTED_PROTOCOL";
+    default: return "CURLE_ERROR";
+  }
+}
+
+/* stack: session, method, url, headers, body, opts, [xfer light] */
+static int performk (lua_State *L, int status, lua_KContext ctx) {
+  ah_sched *S = getsched(L);
+  xfer *x = (xfer *)ctx;
+  session *s;
+  ah_task *t = S->current;
+  long code = 0, connects = 0;
+  char *url = NULL;
+  double total = 0;
+  (void)status;
+  if (x == NULL || t->wake == AH_WAKE_CANCEL)  /* unperform freed it */
+    ah_checkwake(L, t);
+  if (t->mustcancel || x->closed) {  /* done or closed, then cancelled */
+    int closed = x->closed;
+    x->t = NULL;
+    freexfer(L, x);
+    if (closed && !ah_cancelpending(t)) {
+      ah_pusherror(L, "ConnectionError", "the HTTP session was closed");
+      return lua_error(L);
+    }
+    ah_checkwake(L, t);
+  }
+  ah_checkwake(L, t);
+  s = x->s;
+  if (x->result != CURLE_OK) {
+    const char *u = lua_tostring(L, 3);
+    lua_pushfstring(L, "%s: %s: %s%s%s%s", curlcodename(x->result),
+                    curl_easy_strerror(x->result), u,
+                    x->errbuf[0] ? " (" : "", x->errbuf,
+                    x->errbuf[0] ? ")" : "");
+    ah_pusherror(L, errclass(x->result), lua_tostring(L, -1));
+    lua_pushstring(L, curlcodename(x->result));
+    lua_setfield(L, -2, "code");
+    lua_pushvalue(L, 3);
+    lua_setfield(L, -2, "url");
+    freexfer(L, x);
+    return lua_error(L);
+  }
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
+  curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME, &total);
+  curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &connects);
+  s->requests++;
+  if (connects == 0) s->reused++;
+  s->bytes += (lua_Integer)x->body.n;
+  lua_pushinteger(L, code);
+  lua_pushlstring(L, x->head.p ? x->head.p : "", x->head.n);
+  lua_pushlstring(L, x->body.p ? x->body.p : "", x->body.n);
+  lua_pushstring(L, url ? url : lua_tostring(L, 3));
+  lua_pushnumber(L, total);
+  lua_pushboolean(L, connects == 0);
+  x->t = NULL;
+  freexfer(L, x);
+  return 6;
+}
+
+static long optlong (lua_State *L, int t, const char *k, long def) {
+  long v = def;
+  if (lua_getfield(L, t, k) != LUA_TNIL) v = (long)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static double optnum (lua_State *L, int t, const char *k, double def) {
+  double v = def;
+  if (lua_getfield(L, t, k) != LUA_TNIL) v = (double)lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* perform(method, url, headers (array of "Name: value"), body|nil, opts)
+** -> status, raw headers, body, final url, seconds, reused */
+static int s_perform (lua_State *L) {
+  ah_sched *S = getsched(L);
+  session *s = checksession(L);
+  const char *method = luaL_checkstring(L, 2);
+  const char *url = luaL_checkstring(L, 3);
+  size_t blen = 0, k, nh;
+  const char *body;
+  xfer *x;
+  ah_task *t;
+  double timeout, ctimeout;
+  luaL_checktype(L, 4, LUA_TTABLE);
+  body = luaL_optlstring(L, 5, NULL, &blen);
+  luaL_checktype(L, 6, LUA_TTABLE);
+  lua_settop(L, 6);
+  if (s->multi == NULL) return luaL_error(L, "attempt to use a closed session");
+  t = ah_current(S, L, "request");
+  if ((x = (xfer *)calloc(1, sizeof(xfer))) == NULL ||
+      (x->easy = curl_easy_init()) == NULL) {
+    free(x);
+    return luaL_error(L, "not enough memory");
+  }
+  x->s = s;
+  x->bodyref = LUA_NOREF;
+  nh = lua_rawlen(L, 4);
+  for (k = 1; k <= nh; k++) {
+    struct curl_slist *n;
+    lua_rawgeti(L, 4, (lua_Integer)k);
+    n = curl_slist_append(x->hdrs, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (n != NULL) x->hdrs = n;
+  }
+  curl_easy_setopt(x->easy, CURLOPT_URL, url);
+  curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+  curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
+  curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, onbody);
+  curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x);
+  curl_easy_setopt(x->easy, CURLOPT_HEADERFUNCTION, onheader);
+  curl_easy_setopt(x->easy, CURLOPT_HEADERDATA, x);
+  curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->hdrs);
+  curl_easy_setopt(x->easy, CURLOPT_ACCEPT_ENCODING, "");
+  if (strcmp(method, "HEAD") == 0)
+    curl_easy_setopt(x->easy, CURLOPT_NOBODY, 1L);
+  else if (strcmp(method, "GET") != 0 || body != NULL)
+    curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, method);
+  if (body != NULL) {
+    lua_pushvalue(L, 5);
+    x->bodyref = luaL_ref(L, LUA_REGISTRYINDEX);
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                     (curl_off_t)blen);
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, body);
+  }
+  timeout = optnum(L, 6, "timeout", 0);
+  ctimeout = optnum(L, 6, "connect_timeout", 0);
+  if (timeout > 0)
+    curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
+  if (ctimeout > 0)
+    curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(ctimeout * 1000));
+  curl_easy_setopt(x->easy, CURLOPT_FOLLOWLOCATION,
+                   optlong(L, 6, "follow", 1));
+  curl_easy_setopt(x->easy, CURLOPT_MAXREDIRS, optlong(L, 6, "max_redirects", 10));
+  if (!optlong(L, 6, "verify", 1)) {
+    curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (lua_getfield(L, 6, "user_agent") == LUA_TSTRING)
+    curl_easy_setopt(x->easy, CURLOPT_USERAGENT, lua_tostring(L, -1));
+  lua_pop(L, 1);
+  if (ah_wait(t, unperform, x, "an HTTP request")) {  /* cancelled first */
+    freexfer(L, x);
+    return ah_suspend(L, performk, 0);  /* which raises CancelledError */
+  }
+  if (curl_multi_add_handle(s->multi, x->easy) != CURLM_OK) {
+    t->unwait = NULL;
+    freexfer(L, x);
+    return luaL_error(L, "cannot start the HTTP request");
+  }
+  x->t = t;
+  x->next = s->xfers;
+  if (s->xfers) s->xfers->prev = x;
+  s->xfers = x;
+  if (s->selfref == LUA_NOREF) {  /* in flight: keep the session alive */
+    lua_pushvalue(L, 1);
+    s->selfref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  return ah_suspend(L, performk, (lua_KContext)x);
+}
+
+/* }====================================================== */
+
+
+/* {======================================================
+** Sessions
+** ======================================================= */
+
+static void freetimer (uv_handle_t *h) {
+  free(h);
+}
+
+/* close(): aborts the transfers in flight (their tasks get an error) and
+** closes the pooled connections. */
+static int s_close (lua_State *L) {
+  session *s = (session *)lua_touserdata(L, 1);
+  xfer *x;
+  if (s->multi == NULL) return 0;
+  for (x = s->xfers; x != NULL; x = x->next) {
+    x->closed = 1;
+    if (x->easy) curl_multi_remove_handle(s->multi, x->easy);
+    if (x->t != NULL) {
+      ah_task *t = x->t;
+      t->unwait = NULL;  /* woken by us, not cancelled */
+      t->wake = AH_WAKE_OK;
+      ah_ready(s->S, t);
+    }
+  }
+  curl_multi_cleanup(s->multi);  /* closes the sockets (REMOVE callbacks) */
+  s->multi = NULL;
+  if (s->timer) {
+    s->timer->data = NULL;
+    uv_close((uv_handle_t *)s->timer, freetimer);
+    s->timer = NULL;
+  }
+  return 0;
+}
+
+/* Collected: only when the state closes (tasks waiting on transfers keep
+** the session alive otherwise); nobody will take the transfers back. */
+static int s_gc (lua_State *L) {
+  session *s = (session *)lua_touserdata(L, 1);
+  while (s->xfers != NULL) {
+    s->xfers->t = NULL;
+    freexfer(L, s->xfers);
+  }
+  return s_close(L);
+}
+
+static int s_stats (lua_State *L) {
+  session *s = checksession(L);
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, s->requests);
+  lua_setfield(L, -2, "requests");
+  lua_pushinteger(L, s->reused);
+  lua_setfield(L, -2, "reused");
+  lua_pushinteger(L, s->requests - s->reused);
+  lua_setfield(L, -2, "connections");
+  lua_pushinteger(L, s->bytes);
+  lua_setfield(L, -2, "bytes");
+  return 1;
+}
+
+/* session([max_connections], [max_per_host]) */
+static int l_session (lua_State *L) {
+  ah_sched *S = getsched(L);
+  long maxc = (long)luaL_optinteger(L, 1, 0), maxh = (long)luaL_optinteger(L, 2, 0);
+  session *s = (session *)lua_newuserdatauv(L, sizeof(session), 0);
+  memset(s, 0, sizeof(*s));
+  s->tag = AH_TAG_CURL;
+  s->S = S;
+  s->selfref = LUA_NOREF;
+  luaL_setmetatable(L, SESSION_MT);
+  if ((s->multi = curl_multi_init()) == NULL ||
+      (s->timer = (uv_timer_t *)malloc(sizeof(uv_timer_t))) == NULL)
+    return luaL_error(L, "cannot create an HTTP session");
+  uv_timer_init(S->loop, s->timer);
+  s->timer->data = s;
+  curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, onsocket);
+  curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
+  curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, ontimeout);
+  curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
+  if (maxc > 0) curl_multi_setopt(s->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, maxc);
+  if (maxh > 0) curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxh);
+  return 1;
+}
+
+/* }====================================================== */
+
+
+static const luaL_Reg meth[] = {
+  {"perform", s_perform},
+  {"stats", s_stats},
+  {NULL, NULL}
+};
+
+int luaopen_asynchost_core_curl (lua_State *L) {
+  ah_sched *S = ah_sched_get(L);
+  static int inited = 0;
+  if (!inited) {  /* once per process, before any other thread uses curl */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    inited = 1;
+  }
+  luaL_newmetatable(L, SESSION_MT);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, S);
+  luaL_setfuncs(L, meth, 1);
+  lua_pushlightuserdata(L, S);
+  lua_pushcclosure(L, s_close, 1);
+  lua_setfield(L, -2, "close");
+  lua_setfield(L, -2, "__index");
+  lua_pushlightuserdata(L, S);
+  lua_pushcclosure(L, s_close, 1);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, s_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, S);
+  lua_pushcclosure(L, l_session, 1);
+  lua_setfield(L, -2, "session");
+  return 1;
+}

@@ -1,0 +1,129 @@
+local async = require "asynchost"
+require "asynchost.busted"
+local ts = require "asynchost.testserver"
+local errclass = require("spec.helpers").errclass
+local http = async.http
+
+describe("http client", function()
+  it("GET with params, headers; JSON responses; case-insensitive headers", function()
+    local srv <close> = ts.start{}
+    local s <close> = http.session{base_url = srv.url, headers = {["X-Lab"] = "1"}}
+    local r = s:get("/get", {params = {q = "lua async", n = 3}})
+    assert.equal(200, r.status)
+    assert.equal("OK", r.reason)
+    assert.equal("application/json", r.headers["Content-Type"])
+    assert.equal(r.headers["content-type"], r.headers["CONTENT-TYPE"])
+    local body = r:json()
+    assert.equal("lua async", body.args.q)
+    assert.equal("3", body.args.n)
+    assert.equal("1", body.headers["X-Lab"])
+    assert.matches("asynchost", body.headers["User-Agent"])
+  end)
+
+  it("POST JSON and form bodies round-trip", function()
+    local srv <close> = ts.start{}
+    local s <close> = http.session{base_url = srv.url}
+    local r = s:post("/post", {json = {name = "ada", tags = {"a", "b"}}})
+    assert.same({name = "ada", tags = {"a", "b"}}, r:json().json)
+    r = s:post("/post", {form = {a = "1", b = "two words"}})
+    assert.same({a = "1", b = "two words"}, r:json().form)
+    r = s:put("/put", {body = "raw text", headers = {["Content-Type"] = "text/plain"}})
+    assert.equal("raw text", r:json().data)
+  end)
+
+  it("follows redirects, and can refuse to", function()
+    local srv <close> = ts.start{}
+    local s <close> = http.session{base_url = srv.url}
+    local r = s:get("/redirect/3")
+    assert.equal(200, r.status)
+    assert.equal(srv.url .. "/get", r.url)
+    r = s:get("/redirect/1", {follow_redirects = false})
+    assert.equal(302, r.status)
+    errclass(async.TooManyRedirects, s.get, s, "/redirect/5", {max_redirects = 2})
+  end)
+
+  it("raise_for_status and bad JSON are clear errors", function()
+    local srv <close> = ts.start{}
+    local s <close> = http.session{base_url = srv.url}
+    local r = s:get("/status/503")
+    local err = errclass(async.HTTPStatusError, r.raise_for_status, r)
+    assert.equal(503, err.status)
+    assert.equal(r, err.response)
+    assert.matches("503 Service Unavailable: http://", tostring(err))
+    assert.equal(200, s:get("/get"):raise_for_status().status)
+    local html = s:get("/html")
+    assert.has_error(function() html:json() end)
+  end)
+
+  it("requests overlap, and the connections are pooled", function()
+    local srv <close> = ts.start{}
+    local s <close> = http.session{base_url = srv.url}
+    local t0 = async.loop_time()
+    local rs = async.gather(function() return s:get("/delay/0.3") end,
+                            function() return s:get("/delay/0.3") end,
+                            function() return s:get("/delay/0.3") end)
+    assert.is_true(async.loop_time() - t0 < 0.6)
+    assert.equal(3, rs.n)
+    for _ = 1, 5 do s:get("/get") end
+    local st = s:stats()
+    assert.equal(8, st.requests)
+    assert.is_true(st.reused >= 5, "reused " .. st.reused)
+    assert.is_true(st.connections <= 3)
+  end)
+
+  it("timeouts, refused connections and bad names are classed errors", function()
+    local srv <close> = ts.start{}
+    local s <close> = http.session{base_url = srv.url}
+    local err = errclass(async.TimeoutError, s.get, s, "/delay/2", {timeout = 0.1})
+    assert.equal("CURLE_OPERATION_TIMEDOUT", err.code)
+    assert.matches("/delay/2", err.url)
+    local dead = ts.start{}
+    local url = dead.url
+    dead:close()
+    err = errclass(async.ConnectionRefusedError, http.get, url .. "/get")
+    assert.is_true(async.ConnectionError:is(err))
+    assert.matches(url, tostring(err))
+    -- a 64-character label: the resolver refuses it without a DNS query
+    errclass(async.DNSError, http.get, "http://" .. ("a"):rep(64) .. ".test/")
+  end)
+
+  it("cancelling the awaiting task aborts the transfer at once", function()
+    local srv <close> = ts.start{}
+    local s <close> = http.session{base_url = srv.url}
+    local t = async.spawn(s.get, s, "/delay/5")
+    async.sleep(0.05)
+    local t0 = async.loop_time()
+    t:cancel()
+    errclass(async.CancelledError, async.await, t)
+    assert.is_true(async.loop_time() - t0 < 0.1)
+    errclass(async.TimeoutError, async.wait_for, function() return s:get("/delay/5") end, 0.05)
+    assert.equal(200, s:get("/get").status)  -- the pool is fine
+  end)
+
+  it("cancel 1,000 in-flight requests, then 1,000 succeed", function()
+    local srv <close> = ts.start{}
+    local s <close> = http.session{base_url = srv.url, max_per_host = 50}
+    local ts1 = {}
+    for i = 1, 1000 do ts1[i] = async.spawn(s.get, s, "/delay/10") end
+    async.sleep(0.2)
+    for _, t in ipairs(ts1) do t:cancel() end
+    local r = async.gather(ts1, {return_exceptions = true})
+    for i = 1, r.n do assert.is_true(async.CancelledError:is(r[i])) end
+    local ok = async.map(function() return s:get("/get").status end,
+                         (function() local t = {} for i = 1, 1000 do t[i] = i end return t end)(),
+                         {concurrency = 50})
+    for i = 1, 1000 do assert.equal(200, ok[i]) end
+  end, 60)
+
+  it("checks its arguments", function()
+    assert.has_error(function() http.session(5) end,
+      "bad argument #1 to 'session' (table expected, got number)")
+    local s <close> = http.session()
+    assert.has_error(function() s:request(1, "x") end,
+      "bad argument #1 to 'request' (string expected, got number)")
+    assert.has_error(function() s:get("http://x/", {body = {}}) end)
+    s:close()
+    assert.has_error(function() s:get("http://127.0.0.1:9/") end,
+                     "attempt to use a closed session")
+  end)
+end)
