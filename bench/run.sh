@@ -4,7 +4,7 @@
 #
 # Usage (from anywhere):  bench/run.sh
 #         RUNS=2 WARMUP=1 ONLY=W1 bench/run.sh
-# Env:    ONLY           workloads (default W1,W2,W3,W4: the ones bench/w<k>.lua implements so far)
+# Env:    ONLY           workloads (default W1,W2,W3,W4,W5,W6: the ones bench/w<k>.lua implements so far)
 #         RUNS WARMUP OUT and the runner's other variables are passed through unchanged
 #         PEERS          directory holding run-peers.sh (default: <project>/../shared/bench)
 #         ASYNCHOST_BIN  the asynchost binary (default: <project>/build/asynchost, built here if missing)
@@ -54,7 +54,7 @@ if command -v dpkg-query >/dev/null 2>&1; then
   fi
 fi
 
-ONLY=${ONLY:-W1,W2,W3,W4}
+ONLY=${ONLY:-W1,W2,W3,W4,W5,W6}
 for t in ${ONLY//,/ }; do
   k=${t#[Ww]}
   case $k in [1-6]) [ -f "bench/w$k.lua" ] || note "note: bench/w$k.lua does not exist yet; the asynchost row of W$k will fail" ;; esac

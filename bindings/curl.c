@@ -35,6 +35,8 @@ typedef struct session {
   xfer *xfers;            /* in flight */
   int selfref;            /* while transfers are in flight */
   lua_Integer requests, reused, bytes;
+  CURL *spare[32];        /* easy handles to reuse (reset) */
+  int nspare;
 } session;
 
 typedef struct sockctx {
@@ -101,7 +103,12 @@ static void freexfer (lua_State *L, xfer *x) {
   if (x->next) x->next->prev = x->prev;
   if (x->easy) {
     if (s && s->multi) curl_multi_remove_handle(s->multi, x->easy);
-    curl_easy_cleanup(x->easy);
+    if (s && s->multi && s->nspare < 32 && x->done) {  /* reuse it */
+      curl_easy_reset(x->easy);
+      s->spare[s->nspare++] = x->easy;
+    }
+    else
+      curl_easy_cleanup(x->easy);
   }
   curl_slist_free_all(x->hdrs);
   luaL_unref(L, LUA_REGISTRYINDEX, x->bodyref);
@@ -337,7 +344,8 @@ static int s_perform (lua_State *L) {
   if (s->multi == NULL) return luaL_error(L, "attempt to use a closed session");
   t = ah_current(S, L, "request");
   if ((x = (xfer *)calloc(1, sizeof(xfer))) == NULL ||
-      (x->easy = curl_easy_init()) == NULL) {
+      (x->easy = (s->nspare > 0) ? s->spare[--s->nspare]
+                                 : curl_easy_init()) == NULL) {
     free(x);
     return luaL_error(L, "not enough memory");
   }
@@ -436,6 +444,8 @@ static int s_close (lua_State *L) {
       ah_ready(s->S, t);
     }
   }
+  while (s->nspare > 0)
+    curl_easy_cleanup(s->spare[--s->nspare]);
   curl_multi_cleanup(s->multi);  /* closes the sockets (REMOVE callbacks) */
   s->multi = NULL;
   if (s->timer) {
@@ -491,6 +501,9 @@ static int l_session (lua_State *L) {
   curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, ontimeout);
   curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
   if (maxc > 0) curl_multi_setopt(s->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, maxc);
+  /* keep idle connections for reuse: curl's cache otherwise shrinks with
+  ** the number of transfers in flight (one easy handle per request) */
+  curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, maxc > 0 ? maxc : 128L);
   if (maxh > 0) curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxh);
   return 1;
 }
