@@ -174,6 +174,7 @@ void ah_sleep (ah_task *t, double seconds);
 int ah_runtask1 (lua_State *L, int nargs, int nresults, int raw);
 int ah_runtask (lua_State *L, int nargs, int nresults);
 void ah_shutdown (lua_State *L);
+void ah_settle (ah_sched *S);
 
 /* task.c: futures and tasks */
 ah_future *ah_tofuture (ah_sched *S, lua_State *L, int i);  /* or NULL */

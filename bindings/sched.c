@@ -492,10 +492,22 @@ int ah_runtask1 (lua_State *L, int nargs, int nresults, int raw) {
 
 /* Cancels the tasks still pending, lets them clean up (they may await),
 ** and reports those that would not end. */
+/* Runs the loop up to 20 ms while tasks are live: those about to end by
+** themselves (a server's connection seeing its client go) are not
+** reported as left behind. */
+void ah_settle (ah_sched *S) {
+  uint64_t limit = uv_hrtime() + 20 * 1000000u;
+  while (S->nlive > 0 && uv_hrtime() < limit) {
+    if (uv_run(S->loop, UV_RUN_NOWAIT) == 0 && S->rcount == 0) break;
+    if (S->rcount == 0) uv_sleep(1);
+  }
+}
+
 void ah_shutdown (lua_State *L) {
   ah_sched *S = ah_sched_get(L);
   uint64_t limit = uv_hrtime() + (uint64_t)5 * 1000000000u;
   if (S->current != NULL) return;
+  if (S->nlive > 0) ah_settle(S);
   if (S->nlive > 0)
     ah_cancelall(L, S, "the main task ended");
   while (S->nlive > 0 && uv_hrtime() < limit) {

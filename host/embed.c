@@ -605,6 +605,8 @@ int ah_host_close (ah_host *h, unsigned grace_ms, void (*cb) (void *ud),
     ah_cancelfuture(h->L, h->S, lua_gettop(h->L), "host closing");
     lua_pop(h->L, 1);
   }
+  if (h->S->nlive > 0 && h->ownloop && h->depth == 0)
+    ah_settle(h->S);  /* let tasks that are ending end */
   if (h->S->nlive > 0)
     ah_cancelall(h->L, h->S, "the host closed");
   uv_update_time(h->loop);
