@@ -519,6 +519,9 @@ static const luaL_Reg meth[] = {
 
 int luaopen_asynchost_core_curl (lua_State *L) {
   ah_sched *S = ah_sched_get(L);
+  lua_getglobal(L, "require");  /* net ignores SIGPIPE; curl needs it too */
+  lua_pushliteral(L, "asynchost.core.net");
+  lua_call(L, 1, 0);
   static int inited = 0;
   if (!inited) {  /* once per process, before any other thread uses curl */
     curl_global_init(CURL_GLOBAL_DEFAULT);

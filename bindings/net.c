@@ -13,6 +13,7 @@
 ** so their callbacks always find it.  At most one task waits on a
 ** stream's reads, and one on its drain.
 */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,8 @@ typedef struct stream {
   int closing;             /* close() asked: after the writes, close */
   ah_task *reader, *drainer;
   int handlerref;          /* server: the function run for each client */
+  char peerhost[64];       /* for error messages */
+  int peerport;
   double timeout;          /* of each read, seconds; < 0: none */
   uv_timer_t *rtimer;      /* the read timeout (malloc'ed), or NULL */
   int timedout;            /* the current read ran out of time */
@@ -98,6 +101,28 @@ static void pushneterror (lua_State *L, int err, const char *host, int port) {
 static int raiseneterror (lua_State *L, int err, const char *host, int port) {
   pushneterror(L, err, host, port);
   return lua_error(L);
+}
+
+/* An error of stream 's', naming its peer. */
+static int raisestreamerror (lua_State *L, stream *s, int err) {
+  return raiseneterror(L, err, s->peerhost[0] ? s->peerhost : NULL,
+                       s->peerport);
+}
+
+/* Remembers the peer's address, for the messages of later errors. */
+static void notepeer (stream *s) {
+  struct sockaddr_storage a;
+  int len = (int)sizeof(a);
+  if (s->h == NULL ||
+      uv_tcp_getpeername(s->h, (struct sockaddr *)&a, &len) != 0) return;
+  if (a.ss_family == AF_INET6) {
+    uv_ip6_name((struct sockaddr_in6 *)&a, s->peerhost, sizeof(s->peerhost));
+    s->peerport = ntohs(((struct sockaddr_in6 *)&a)->sin6_port);
+  }
+  else {
+    uv_ip4_name((struct sockaddr_in *)&a, s->peerhost, sizeof(s->peerhost));
+    s->peerport = ntohs(((struct sockaddr_in *)&a)->sin_port);
+  }
 }
 
 /* }====================================================== */
@@ -297,7 +322,7 @@ static int tryread (lua_State *L, stream *s, int op) {
   size_t seplen;
   const char *sep, *at;
   if (s->rerr && s->len == 0)
-    return raiseneterror(L, s->rerr, NULL, 0);
+    return raisestreamerror(L, s, s->rerr);
   switch (op) {
     case OP_READ: {
       lua_Integer n = luaL_checkinteger(L, 2);
@@ -505,7 +530,7 @@ static int s_write (lua_State *L) {
   uv_buf_t b;
   int r;
   if (s->closing) return luaL_error(L, "attempt to write to a closing stream");
-  if (s->werr) return raiseneterror(L, s->werr, NULL, 0);
+  if (s->werr) return raisestreamerror(L, s, s->werr);
   if (len == 0) return 0;
   if ((w = (wreq *)malloc(sizeof(wreq))) == NULL)
     return luaL_error(L, "not enough memory");
@@ -517,7 +542,7 @@ static int s_write (lua_State *L) {
   if ((r = uv_write(&w->req, (uv_stream_t *)s->h, &b, 1, onwrite)) < 0) {
     luaL_unref(L, LUA_REGISTRYINDEX, w->strref);
     free(w);
-    return raiseneterror(L, r, NULL, 0);
+    return raisestreamerror(L, s, r);
   }
   hold(L, s, 1);
   return 0;
@@ -530,7 +555,7 @@ static void undrain (ah_sched *S, ah_task *t) {
 }
 
 static int drainready (lua_State *L, stream *s) {
-  if (s->werr) return raiseneterror(L, s->werr, NULL, 0);
+  if (s->werr) return raisestreamerror(L, s, s->werr);
   return s->h == NULL ||
          uv_stream_get_write_queue_size((uv_stream_t *)s->h) <= WHIWATER;
 }
@@ -772,6 +797,7 @@ static int connectk (lua_State *L, int status, lua_KContext ctx) {
   if (j->status == 0) {  /* connected */
     stream *s = (stream *)lua_touserdata(L, 4);
     uv_tcp_nodelay(s->h, 1);  /* as asyncio: small writes go out at once */
+    notepeer(s);
     unjob(j);
     return 1;
   }
@@ -852,6 +878,7 @@ static void onconnection (uv_stream_t *server, int status) {
     return;
   }
   uv_tcp_nodelay(s->h, 1);  /* as asyncio: small writes go out at once */
+  notepeer(s);
   ah_spawn(S, L, top + 1, 1);  /* handler(stream), in a task of its own */
   lua_settop(L, top);
 }
@@ -955,8 +982,23 @@ static void newclass (lua_State *L, ah_sched *S, const char *name,
   lua_pop(L, 1);
 }
 
+/* A write to a socket whose peer has gone raises SIGPIPE, which kills the
+** process unless ignored (libuv leaves that to the program; Node and
+** Python ignore it): ignore it, unless the program has a handler, so the
+** write fails with EPIPE and becomes a ConnectionResetError instead. */
+static void ignoresigpipe (void) {
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    sa.sa_handler = SIG_IGN;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+}
+
 int luaopen_asynchost_core_net (lua_State *L) {
   ah_sched *S = ah_sched_get(L);
+  ignoresigpipe();
   newclass(L, S, STREAM_MT, streammeth, s_tostring, s_close);
   newclass(L, S, SERVER_MT, servermeth, v_tostring, v_close);
   lua_newtable(L);

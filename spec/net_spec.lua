@@ -111,6 +111,19 @@ describe("async.net streams", function()
     assert.matches("ECONNREFUSED: connection refused: 127.0.0.1:" .. port, tostring(err))
   end)
 
+  it("writing to a peer that has gone is a ConnectionResetError, not a crash", function()
+    local server, port = serve(function(s) s:close() end)
+    local c <close> = net.connect("127.0.0.1", port)
+    async.sleep(0.05)
+    local chunk = ("x"):rep(65536)
+    local err = errclass(async.ConnectionResetError, function()
+      for _ = 1, 200 do c:write(chunk); c:drain() end
+    end)
+    assert.is_true(err.code == "EPIPE" or err.code == "ECONNRESET", err.code)
+    assert.matches("127%.0%.0%.1:" .. port, tostring(err))
+    server:close()
+  end)
+
   it("an unknown name is a DNSError", function()
     -- a name no resolver accepts: it fails here, without a DNS query
     local err = errclass(async.DNSError, net.connect, "bad host", 80)
