@@ -20,6 +20,9 @@
 ** message of the last failure is ah_host_errmsg(h).  Nothing here calls
 ** exit() or abort().  All functions but ah_host_post must be called from
 ** the loop's thread.  asynchost owns LUA_EXTRASPACE of its states' threads.
+** Loading its networking (async.net, async.http) sets SIGPIPE to ignored
+** if it has the default disposition (a write to a departed peer is then an
+** error, not the end of the process); a handler of yours is left alone.
 */
 #ifndef ASYNCHOST_H
 #define ASYNCHOST_H
