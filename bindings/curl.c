@@ -19,6 +19,8 @@
 #include "asynchost.h"
 
 #define SESSION_MT  "asynchost.HttpSession"
+#define BODY_MT     "asynchost.HttpBody"
+#define PAUSEAT     (1024 * 1024)  /* streaming: pause curl above this */
 
 typedef struct buf {
   char *p;
@@ -55,8 +57,17 @@ struct xfer {
   buf body, head;
   CURLcode result;
   int done, closed;
+  int stream;             /* the body is handed out in chunks */
+  int started;            /* stream: the request returned (body began) */
+  int paused;             /* stream: curl paused, the reader is behind */
   char errbuf[CURL_ERROR_SIZE];
 };
+
+/* the body of a streamed response: owns its transfer once it began */
+typedef struct body {
+  unsigned int tag;       /* AH_TAG_CURL + 1 */
+  xfer *x;                /* NULL once finished and freed */
+} body;
 
 #define getsched(L)  ((ah_sched *)lua_touserdata(L, lua_upvalueindex(1)))
 
@@ -87,7 +98,13 @@ static session *checksession (lua_State *L) {
 
 static size_t onbody (char *p, size_t size, size_t n, void *ud) {
   xfer *x = (xfer *)ud;
-  return append(&x->body, p, size * n) == 0 ? size * n : 0;
+  if (x->stream && x->body.n >= PAUSEAT) {  /* the reader is behind */
+    x->paused = 1;
+    return CURL_WRITEFUNC_PAUSE;
+  }
+  if (append(&x->body, p, size * n) != 0) return 0;
+  if (x->stream && x->t != NULL) ah_wake(x->t, AH_WAKE_OK);  /* data! */
+  return size * n;
 }
 
 static size_t onheader (char *p, size_t size, size_t n, void *ud) {
@@ -307,9 +324,104 @@ static int performk (lua_State *L, int status, lua_KContext ctx) {
   lua_pushnumber(L, total);
   lua_pushboolean(L, connects == 0);
   x->t = NULL;
+  if (x->stream) {  /* the body object takes the transfer over */
+    body *b;
+    lua_pushliteral(L, "");
+    lua_replace(L, -5);  /* the body so far is read through b */
+    b = (body *)lua_newuserdatauv(L, sizeof(body), 1);
+    b->tag = AH_TAG_CURL + 1;
+    b->x = x;
+    x->started = 1;
+    luaL_setmetatable(L, BODY_MT);
+    lua_pushvalue(L, 1);  /* keep the session alive with its body */
+    lua_setiuservalue(L, -2, 1);
+    return 7;
+  }
   freexfer(L, x);
   return 6;
 }
+
+/* {======================================================
+** Streamed bodies
+** ======================================================= */
+
+static body *checkbody (lua_State *L) {
+  body *b = (body *)ah_totagged(L, 1, AH_TAG_CURL + 1, body);
+  if (b == NULL) luaL_typeerror(L, 1, "HTTP body");
+  return b;
+}
+
+static void unbodyread (ah_sched *S, ah_task *t) {
+  xfer *x = (xfer *)t->waitobj;
+  (void)S;
+  x->t = NULL;
+}
+
+static int bodyreadk (lua_State *L, int status, lua_KContext ctx);
+
+/* read() -> the next chunk (what arrived), or nil at the end */
+static int b_read (lua_State *L) {
+  ah_sched *S = getsched(L);
+  body *b = checkbody(L);
+  xfer *x = b->x;
+  ah_task *t;
+  lua_settop(L, 1);
+  if (x == NULL) { lua_pushnil(L); return 1; }
+  if (x->body.n > 0) {
+    lua_pushlstring(L, x->body.p, x->body.n);
+    x->body.n = 0;
+    if (x->paused && !x->done && x->s->multi) {  /* room again */
+      x->paused = 0;
+      curl_easy_pause(x->easy, CURLPAUSE_CONT);
+    }
+    return 1;
+  }
+  if (x->done || x->closed) {
+    CURLcode r = x->result;
+    int closed = x->closed;
+    b->x = NULL;
+    freexfer(L, x);
+    if (closed) {
+      ah_pusherror(L, "ConnectionError", "the HTTP session was closed");
+      return lua_error(L);
+    }
+    if (r != CURLE_OK) {
+      lua_pushfstring(L, "%s: %s (while reading the body)", curlcodename(r),
+                      curl_easy_strerror(r));
+      ah_pusherror(L, "ConnectionResetError", lua_tostring(L, -1));
+      return lua_error(L);
+    }
+    lua_pushnil(L);
+    return 1;
+  }
+  if (x->t != NULL)
+    return luaL_error(L, "another task is already reading this body");
+  t = ah_current(S, L, "read");
+  if (!ah_wait(t, unbodyread, x, "an HTTP body")) x->t = t;
+  return ah_suspend(L, bodyreadk, 0);
+}
+
+static int bodyreadk (lua_State *L, int status, lua_KContext ctx) {
+  body *b = (body *)lua_touserdata(L, 1);
+  (void)status; (void)ctx;
+  if (b->x) b->x->t = NULL;
+  ah_checkwake(L, getsched(L)->current);
+  return b_read(L);
+}
+
+/* close(): stops the transfer (what was not read is dropped) */
+static int b_close (lua_State *L) {
+  body *b = (body *)lua_touserdata(L, 1);
+  if (b->x != NULL) {
+    xfer *x = b->x;
+    b->x = NULL;
+    x->t = NULL;
+    freexfer(L, x);
+  }
+  return 0;
+}
+
+/* }====================================================== */
 
 static long optlong (lua_State *L, int t, const char *k, long def) {
   long v = def;
@@ -394,6 +506,7 @@ static int s_perform (lua_State *L) {
     curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYHOST, 0L);
   }
+  x->stream = (int)optlong(L, 6, "stream", 0);
   if (lua_getfield(L, 6, "user_agent") == LUA_TSTRING)
     curl_easy_setopt(x->easy, CURLOPT_USERAGENT, lua_tostring(L, -1));
   lua_pop(L, 1);
@@ -539,6 +652,19 @@ int luaopen_asynchost_core_curl (lua_State *L) {
   lua_pushcclosure(L, s_close, 1);
   lua_setfield(L, -2, "__close");
   lua_pushcfunction(L, s_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, BODY_MT);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, S);
+  lua_pushcclosure(L, b_read, 1);
+  lua_setfield(L, -2, "read");
+  lua_pushcfunction(L, b_close);
+  lua_setfield(L, -2, "close");
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, b_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, b_close);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   lua_newtable(L);

@@ -149,6 +149,96 @@ describe("http client", function()
     assert.is_true(took < bound, "took " .. took)
   end, 30)
 
+  it("streams a body as it arrives, with backpressure", function()
+    local srv = async.http.server.new()
+    srv:route("GET", "/slow", function(_, res)
+      for i = 1, 3 do res:write("part " .. i .. "\n"); async.sleep(0.1) end
+      res:finish()
+    end)
+    local _, port = srv:listen()
+    local s <close> = http.session()
+    local t0 = async.loop_time()
+    local r = s:get(("http://127.0.0.1:%d/slow"):format(port), {stream = true})
+    local first, parts = nil, {}
+    for chunk in r:iter_chunks() do
+      first = first or (async.loop_time() - t0)
+      parts[#parts + 1] = chunk
+    end
+    assert.equal("part 1\npart 2\npart 3\n", table.concat(parts))
+    assert.is_true(#parts >= 3, "chunks: " .. #parts)
+    assert.is_true(first < 0.1, "first chunk after " .. first)  -- before the end
+    srv:close()
+    -- a slow reader of 8 MiB never holds much more than 1 MiB unread
+    local ts1 <close> = ts.start{}
+    r = s:get(ts1.url .. "/bytes/8000000", {stream = true})
+    local total, biggest = 0, 0
+    for chunk in r:iter_chunks() do
+      total = total + #chunk
+      biggest = math.max(biggest, #chunk)
+      async.sleep(0.001)
+    end
+    assert.equal(8000000, total)
+    assert.is_true(biggest <= 1024 * 1024 + 256 * 1024, "chunk of " .. biggest)
+  end)
+
+  it("saves downloads to a file, streamed or not, and break closes", function()
+    local srv <close> = ts.start{}
+    local s <close> = http.session{base_url = srv.url}
+    local whole = s:get("/bytes/3000000").body
+    local path = os.tmpname()
+    local r = s:get("/bytes/3000000", {stream = true})
+    assert.equal(3000000, r:save(path))
+    local f = io.open(path, "rb")
+    assert.equal(whole, f:read("a"))
+    f:close()
+    assert.equal(100, s:get("/bytes/100"):save(path))
+    os.remove(path)
+    r = s:get("/bytes/3000000", {stream = true})
+    for _ in r:iter_chunks() do break end  -- closes the transfer
+    assert.equal(200, s:get("/get").status)
+    assert.has_error(function() r:save(42) end,
+      "bad argument #1 to 'save' (string expected, got number)")
+  end)
+
+  it("talks to a real nginx on 127.0.0.1 when nginx is installed", function()
+    local nginx = io.open("/usr/sbin/nginx") and "/usr/sbin/nginx"
+    if not nginx then return end  -- not installed: nothing to check against
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir .. "/www " .. dir .. "/logs"))
+    local f = assert(io.open(dir .. "/www/data.json", "w"))
+    f:write('{"from":"nginx"}')
+    f:close()
+    local port = 18000 + math.random(0, 999)
+    f = assert(io.open(dir .. "/nginx.conf", "w"))
+    f:write(([[
+worker_processes 1; daemon off; pid %s/nginx.pid; error_log %s/logs/error.log;
+events { worker_connections 64; }
+http { access_log off; client_body_temp_path %s/tmp;
+  server { listen 127.0.0.1:%d; location / { root %s/www; default_type application/json; } } }
+]]):format(dir, dir, dir, port, dir))
+    f:close()
+    os.execute(("%s -p %s -c %s/nginx.conf >/dev/null 2>&1 & echo $! > %s/pid")
+               :format(nginx, dir, dir, dir))
+    local _ <close> = setmetatable({}, {__close = function()
+      local p = io.open(dir .. "/pid")
+      if p then os.execute("kill " .. p:read("a"):gsub("%s", "") .. " 2>/dev/null"); p:close() end
+      os.execute("rm -rf " .. dir)
+    end})
+    local s <close> = http.session{base_url = ("http://127.0.0.1:%d"):format(port)}
+    local r
+    for _ = 1, 100 do  -- wait for nginx to listen
+      local ok, res = pcall(s.get, s, "/data.json")
+      if ok then r = res break end
+      async.sleep(0.02)
+    end
+    assert.is_not_nil(r, "nginx did not start")
+    assert.equal("nginx", r:json().from)
+    for _ = 1, 10 do assert.equal(200, s:get("/data.json").status) end
+    assert.equal(404, s:get("/missing").status)
+    assert.is_true(s:stats().reused >= 10)
+  end)
+
   it("checks its arguments", function()
     assert.has_error(function() http.session(5) end,
       "bad argument #1 to 'session' (table expected, got number)")

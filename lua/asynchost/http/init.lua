@@ -14,6 +14,9 @@
 -- timeout}) and :get :post :put :patch :delete :head.  http.get(url, opts)
 -- etc. use a shared default session.
 --
+-- {stream = true}: the request returns once the body begins; read it with
+-- r:iter_chunks() (curl is paused while 1 MiB waits unread) or r:save(path).
+--
 -- Response: status, reason, headers (case-insensitive: r.headers["content
 -- -type"] == r.headers["Content-Type"]; repeated headers joined by ", ";
 -- r.header_list keeps each), body, text(), json() (bad JSON raises a clear
@@ -91,6 +94,43 @@ function Response:raise_for_status()
   return self
 end
 
+--- for chunk in r:iter_chunks() do ... end: the body as it arrives (a
+-- response requested with {stream = true}), else the whole body once.
+function Response:iter_chunks()
+  local b = self._stream
+  if b == nil then
+    local done = false
+    return function()
+      if done then return nil end
+      done = true
+      return self.body ~= "" and self.body or nil
+    end
+  end
+  self._stream = nil
+  return function() return b:read() end, nil, nil, b  -- b closes on break
+end
+
+--- Writes the body to the file at path (streamed when the response was
+-- requested with {stream = true}); returns the number of bytes.
+function Response:save(path)
+  if type(path) ~= "string" then
+    argerror(1, "save", "string expected, got " .. typename(path), 2)
+  end
+  local f, err = io.open(path, "wb")
+  if not f then error(errors.Error(("cannot save %s: %s"):format(self.url, err),
+                                   {path = path}), 2) end
+  local n = 0
+  local ok, e = pcall(function()
+    for chunk in self:iter_chunks() do
+      assert(f:write(chunk))
+      n = n + #chunk
+    end
+  end)
+  f:close()
+  if not ok then error(e, 0) end
+  return n
+end
+
 function Response:__tostring()
   return ("Response (%d %s, %d bytes)"):format(self.status, self.reason,
                                               #self.body)
@@ -147,8 +187,9 @@ function Session:request(method, url, opts)
   if body ~= nil and type(body) ~= "string" then
     argerror(3, "request", "body must be a string", 2)
   end
-  local status, raw, text, final, elapsed, reused =
+  local status, raw, text, final, elapsed, reused, stream =
     self._core:perform(method:upper(), url, headers, body, {
+      stream = opts.stream and 1 or 0,
       timeout = opts.timeout or self.timeout,
       connect_timeout = opts.connect_timeout or self.connect_timeout,
       follow = (opts.follow_redirects == nil and self.follow_redirects
@@ -160,7 +201,8 @@ function Session:request(method, url, opts)
   local _, reason, map, list = parsehead(raw)
   return setmetatable({status = status, reason = reason, headers = map,
                        header_list = list, body = text, url = final,
-                       elapsed = elapsed, reused = reused}, Response)
+                       elapsed = elapsed, reused = reused, _stream = stream},
+                      Response)
 end
 
 for _, m in ipairs(methods) do
