@@ -159,6 +159,8 @@ ah_sched *ah_sched_new (lua_State *L, uv_loop_t *loop);
 void ah_sched_close (ah_sched *S);
 void ah_closewalk (uv_handle_t *h, void *arg);
 void ah_regmt (lua_State *L, ah_sched *S, int k);
+void ah_newclass (lua_State *L, ah_sched *S, int k, const char *name,
+                  const luaL_Reg *meth, const luaL_Reg *metameth);
 void ah_setmt (lua_State *L, ah_sched *S, int k);
 int ah_ismt (lua_State *L, ah_sched *S, int i, int k);
 void ah_noidle (uv_idle_t *h);

@@ -729,29 +729,23 @@ static const luaL_Reg futmeth[] = {
   {NULL, NULL}
 };
 
-static void newclass (lua_State *L, ah_sched *S, int k, const char *name,
-                      const luaL_Reg *meth, lua_CFunction tostr,
-                      lua_CFunction gc) {
-  luaL_newmetatable(L, name);
-  ah_regmt(L, S, k);
-  lua_newtable(L);
-  lua_pushlightuserdata(L, S);
-  luaL_setfuncs(L, meth, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushlightuserdata(L, S);
-  lua_pushcclosure(L, tostr, 1);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushlightuserdata(L, S);
-  lua_pushcclosure(L, gc, 1);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-}
+static const luaL_Reg taskmetameth[] = {
+  {"__tostring", t_tostring},
+  {"__gc", t_gc},
+  {NULL, NULL}
+};
+
+static const luaL_Reg futmetameth[] = {
+  {"__tostring", u_tostring},
+  {"__gc", u_gc},
+  {NULL, NULL}
+};
 
 /* Makes the metatables of tasks and futures (with the scheduler, since
 ** the first task may come before the module is required). */
 void ah_openclasses (lua_State *L, ah_sched *S) {
-  newclass(L, S, AH_MT_TASK, AH_TASK_MT, taskmeth, t_tostring, t_gc);
-  newclass(L, S, AH_MT_FUTURE, AH_FUTURE_MT, futmeth, u_tostring, u_gc);
+  ah_newclass(L, S, AH_MT_TASK, AH_TASK_MT, taskmeth, taskmetameth);
+  ah_newclass(L, S, AH_MT_FUTURE, AH_FUTURE_MT, futmeth, futmetameth);
 }
 
 int luaopen_asynchost_core (lua_State *L) {

@@ -627,6 +627,25 @@ static int l_session (lua_State *L) {
 static const luaL_Reg meth[] = {
   {"perform", s_perform},
   {"stats", s_stats},
+  {"close", s_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg metameth[] = {
+  {"__close", s_close},
+  {"__gc", s_gc},
+  {NULL, NULL}
+};
+
+static const luaL_Reg bodymeth[] = {
+  {"read", b_read},
+  {"close", b_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg bodymetameth[] = {
+  {"__close", b_close},
+  {"__gc", b_close},
   {NULL, NULL}
 };
 
@@ -640,33 +659,8 @@ int luaopen_asynchost_core_curl (lua_State *L) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     inited = 1;
   }
-  luaL_newmetatable(L, SESSION_MT);
-  lua_newtable(L);
-  lua_pushlightuserdata(L, S);
-  luaL_setfuncs(L, meth, 1);
-  lua_pushlightuserdata(L, S);
-  lua_pushcclosure(L, s_close, 1);
-  lua_setfield(L, -2, "close");
-  lua_setfield(L, -2, "__index");
-  lua_pushlightuserdata(L, S);
-  lua_pushcclosure(L, s_close, 1);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, s_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, BODY_MT);
-  lua_newtable(L);
-  lua_pushlightuserdata(L, S);
-  lua_pushcclosure(L, b_read, 1);
-  lua_setfield(L, -2, "read");
-  lua_pushcfunction(L, b_close);
-  lua_setfield(L, -2, "close");
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, b_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, b_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  ah_newclass(L, S, -1, SESSION_MT, meth, metameth);
+  ah_newclass(L, S, -1, BODY_MT, bodymeth, bodymetameth);
   lua_newtable(L);
   lua_pushlightuserdata(L, S);
   lua_pushcclosure(L, l_session, 1);

@@ -963,24 +963,19 @@ static const luaL_Reg funcs[] = {
   {NULL, NULL}
 };
 
-static void newclass (lua_State *L, ah_sched *S, const char *name,
-                      const luaL_Reg *meth, lua_CFunction tostr,
-                      lua_CFunction close) {
-  luaL_newmetatable(L, name);
-  lua_newtable(L);
-  lua_pushlightuserdata(L, S);
-  luaL_setfuncs(L, meth, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushlightuserdata(L, S);
-  lua_pushcclosure(L, tostr, 1);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushlightuserdata(L, S);
-  lua_pushcclosure(L, close, 1);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, s_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-}
+static const luaL_Reg streammetameth[] = {
+  {"__tostring", s_tostring},
+  {"__close", s_close},
+  {"__gc", s_gc},
+  {NULL, NULL}
+};
+
+static const luaL_Reg servermetameth[] = {
+  {"__tostring", v_tostring},
+  {"__close", v_close},
+  {"__gc", s_gc},
+  {NULL, NULL}
+};
 
 /* A write to a socket whose peer has gone raises SIGPIPE, which kills the
 ** process unless ignored (libuv leaves that to the program; Node and
@@ -999,8 +994,8 @@ static void ignoresigpipe (void) {
 int luaopen_asynchost_core_net (lua_State *L) {
   ah_sched *S = ah_sched_get(L);
   ignoresigpipe();
-  newclass(L, S, STREAM_MT, streammeth, s_tostring, s_close);
-  newclass(L, S, SERVER_MT, servermeth, v_tostring, v_close);
+  ah_newclass(L, S, -1, STREAM_MT, streammeth, streammetameth);
+  ah_newclass(L, S, -1, SERVER_MT, servermeth, servermetameth);
   lua_newtable(L);
   lua_pushlightuserdata(L, S);
   luaL_setfuncs(L, funcs, 1);

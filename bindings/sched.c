@@ -85,6 +85,22 @@ void *ah_totagged_ (lua_State *L, int i, unsigned int tag, size_t size) {
   return p;
 }
 
+/* Makes metatable 'name' for a class of ours: 'meth' becomes its __index
+** table and 'metameth' its metamethods (__tostring, __gc, __close...),
+** all with the scheduler as upvalue 1; k >= 0 records it as our k-th. */
+void ah_newclass (lua_State *L, ah_sched *S, int k, const char *name,
+                  const luaL_Reg *meth, const luaL_Reg *metameth) {
+  luaL_newmetatable(L, name);
+  if (k >= 0) ah_regmt(L, S, k);
+  lua_newtable(L);
+  lua_pushlightuserdata(L, S);
+  luaL_setfuncs(L, meth, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushlightuserdata(L, S);
+  luaL_setfuncs(L, metameth, 1);
+  lua_pop(L, 1);
+}
+
 /* Records the metatable on top as our k-th. */
 void ah_regmt (lua_State *L, ah_sched *S, int k) {
   S->mt[k] = lua_topointer(L, -1);

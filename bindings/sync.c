@@ -281,32 +281,23 @@ static const luaL_Reg funcs[] = {
   {NULL, NULL}
 };
 
-static void newclass (lua_State *L, ah_sched *S, int k,
-                      const luaL_Reg *meth, lua_CFunction tostr,
-                      lua_CFunction close) {
-  luaL_newmetatable(L, mtnames[k]);
-  ah_regmt(L, S, AH_MT_SEM + k);
-  lua_newtable(L);
-  lua_pushlightuserdata(L, S);
-  luaL_setfuncs(L, meth, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushlightuserdata(L, S);
-  lua_pushcclosure(L, tostr, 1);
-  lua_setfield(L, -2, "__tostring");
-  if (close != NULL) {
-    lua_pushlightuserdata(L, S);
-    lua_pushcclosure(L, close, 1);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_pop(L, 1);
-}
+static const luaL_Reg semmetameth[] = {
+  {"__tostring", s_tostring},
+  {"__close", s_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg eventmetameth[] = {
+  {"__tostring", e_tostring},
+  {NULL, NULL}
+};
 
 int luaopen_asynchost_core_sync (lua_State *L) {
   ah_sched *S = ah_sched_get(L);
   int k;
   for (k = 0; k < 3; k++)
-    newclass(L, S, k, semmeth, s_tostring, s_close);
-  newclass(L, S, 3, eventmeth, e_tostring, NULL);
+    ah_newclass(L, S, AH_MT_SEM + k, mtnames[k], semmeth, semmetameth);
+  ah_newclass(L, S, AH_MT_EVENT, mtnames[3], eventmeth, eventmetameth);
   lua_newtable(L);
   lua_pushlightuserdata(L, S);
   luaL_setfuncs(L, funcs, 1);
