@@ -1,7 +1,28 @@
---- Helpers shared by the specs (require "spec.helpers").
-local async = require "asynchost"
+--- Helpers shared by the specs (require "spec.helpers").  asynchost is
+-- loaded only by the helpers that await, so specs of the bare executable
+-- can use the others.
 
 local M = {}
+
+--- s quoted for sh.
+function M.q(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+--- The whole content of the file at path.
+function M.readfile(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- Writes s to the file at path.
+function M.writefile(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
 
 --- Calls fn(...), expects an error of class cls; returns the error.
 function M.errclass(cls, fn, ...)
@@ -15,6 +36,7 @@ end
 -- servers of the spec) keep running; returns its output and exit status.
 -- Bounded: raises after 'timeout' seconds (default 10).
 function M.sh(cmd, timeout)
+  local async = require "asynchost"
   local out, rc = os.tmpname(), os.tmpname()
   os.remove(rc)
   -- the status file appears whole (renamed into place): never half-written

@@ -12,22 +12,8 @@ local LUA = "lua5.4"
 -- helpers
 -- =======================================================
 
-local function q(s)  -- quoted for sh
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-local function readfile(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function writefile(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local helpers = require "spec.helpers"
+local q, readfile, writefile = helpers.q, helpers.readfile, helpers.writefile
 
 local temps = {}
 

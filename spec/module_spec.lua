@@ -2,22 +2,8 @@
 -- task and the loop until it ends.  Runs lua5.4 in a subprocess with the
 -- repository's lua/ and build/lua/ on its paths.
 
-local function q(s)  -- quoted for sh
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-local function readfile(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function writefile(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local helpers = require "spec.helpers"
+local q, readfile, writefile = helpers.q, helpers.readfile, helpers.writefile
 
 -- the repository: the current directory when the specs run
 local REPO do
