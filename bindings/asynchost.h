@@ -227,5 +227,10 @@ int luaopen_asynchost_core_queue (lua_State *L);
 int luaopen_asynchost_core_net (lua_State *L);
 int luaopen_asynchost_core_http (lua_State *L);
 int luaopen_asynchost_core_curl (lua_State *L);
+int luaopen_asynchost_core_fs (lua_State *L);
+int luaopen_asynchost_core_process (lua_State *L);
+int luaopen_asynchost_core_signal (lua_State *L);
+int luaopen_asynchost_core_thread (lua_State *L);
+int luaopen_asynchost_core_trace (lua_State *L);
 
 #endif

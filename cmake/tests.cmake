@@ -14,12 +14,16 @@ if(ASYNCHOST_FUZZ_BIN)
   set_tests_properties(fuzz:http PROPERTIES TIMEOUT 120)
 endif()
 
-file(GLOB AH_SPECS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/spec/*_spec.lua)
+file(GLOB AH_SPECS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/spec/*_spec.lua
+     ${PROJECT_SOURCE_DIR}/spec/labs/*_spec.lua)
 set(AH_SRC_LUA_PATH "${PROJECT_SOURCE_DIR}/lua/?.lua;${PROJECT_SOURCE_DIR}/lua/?/init.lua;${PROJECT_SOURCE_DIR}/?.lua")
 
 foreach(spec IN LISTS AH_SPECS)
   get_filename_component(name ${spec} NAME_WE)
   string(REGEX REPLACE "_spec$" "" name ${name})
+  if(spec MATCHES "/spec/labs/")
+    set(name "labs/${name}")  # the labs' specs: host:labs/lab1...
+  endif()
   add_test(NAME host:${name}
     COMMAND ${BUSTED} --lua=$<TARGET_FILE:asynchost> -o plainTerminal ${spec}
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})

@@ -27,6 +27,11 @@ static const luaL_Reg cmodules[] = {
   {"asynchost.core.net", luaopen_asynchost_core_net},
   {"asynchost.core.http", luaopen_asynchost_core_http},
   {"asynchost.core.curl", luaopen_asynchost_core_curl},
+  {"asynchost.core.fs", luaopen_asynchost_core_fs},
+  {"asynchost.core.process", luaopen_asynchost_core_process},
+  {"asynchost.core.signal", luaopen_asynchost_core_signal},
+  {"asynchost.core.thread", luaopen_asynchost_core_thread},
+  {"asynchost.core.trace", luaopen_asynchost_core_trace},
   {NULL, NULL}
 };
 

@@ -196,28 +196,45 @@ static int doscript (lua_State *L, char **argv) {
 
 
 /*
-** 'asynchost serve [options]' runs the test server of the labs
-** (lua/asynchost/testserver.lua) until Ctrl-C, unless the current
-** directory has a script named 'serve': that one runs, as before.
+** Subcommands: 'asynchost serve [options]' runs the test server of the
+** labs (lua/asynchost/testserver.lua) until Ctrl-C; 'asynchost lab ...'
+** is the learner's runner of the labs (lua/asynchost/lab.lua).  A script
+** of that name in the current directory wins: 'asynchost serve' runs it,
+** as 'lua serve' would.  Each runs as the main task with 'arg' holding its
+** options, through the module's 'main(arg)'.
 */
-static int isserve (char **argv, int script) {
+static const char *const subcommands[][2] = {
+  {"serve", "asynchost.testserver"},
+  {"lab", "asynchost.lab"},
+};
+
+/* The module of the subcommand that 'argv' asks for, or NULL. */
+static const char *subcommand (char **argv, int script) {
+  size_t i;
   FILE *f;
-  if (script != 1 || strcmp(argv[1], "serve") != 0)
-    return 0;
-  f = fopen("serve", "r");
-  if (f != NULL) {
-    fclose(f);
-    return 0;
+  if (script != 1)
+    return NULL;
+  for (i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++) {
+    if (strcmp(argv[1], subcommands[i][0]) != 0)
+      continue;
+    f = fopen(argv[1], "r");
+    if (f != NULL) {
+      fclose(f);
+      return NULL;
+    }
+    return subcommands[i][1];
   }
-  return 1;
+  return NULL;
 }
 
 
-/* Runs the test server as the main task; 'arg' holds its options. */
-static int doserve (lua_State *L) {
-  static const char code[] =
-    "return require('asynchost.testserver').main(arg)";
-  int status = luaL_loadbuffer(L, code, sizeof(code) - 1, "=serve");
+/* Runs 'require(module).main(arg)' as the main task. */
+static int dosubcommand (lua_State *L, const char *module) {
+  int status;
+  lua_pushfstring(L, "return require('%s').main(arg)", module);
+  status = luaL_loadbuffer(L, lua_tostring(L, -1), lua_rawlen(L, -1),
+                           "=asynchost");
+  lua_remove(L, -2);
   if (status == LUA_OK) {
     status = ah_host_call(ah_host_of(L), 0, 1);
     if (status == LUA_OK) {
@@ -334,6 +351,7 @@ static int pmain (lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = (char **)lua_touserdata(L, 2);
   int script, opts;
+  const char *sub;
   luaL_checkversion(L);
   if (argv[0] != NULL && argv[0][0] != '\0')
     progname = argv[0];
@@ -352,8 +370,8 @@ static int pmain (lua_State *L) {
     return 0;
   if (!runargs(L, argv, (script > 0) ? script : argc))
     return 0;
-  if (isserve(argv, script)) {
-    if (!doserve(L))
+  if ((sub = subcommand(argv, script)) != NULL) {
+    if (!dosubcommand(L, sub))
       return 0;
   }
   else if (script > 0 && doscript(L, argv + script) != LUA_OK)

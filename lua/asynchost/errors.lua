@@ -91,6 +91,21 @@ M.HTTPStatusError = Error:extend("HTTPStatusError")
 -- streams: .partial (what arrived), .expected (bytes, or nil)
 M.IncompleteReadError = Error:extend("IncompleteReadError")
 M.LimitOverrunError = Error:extend("LimitOverrunError")
+-- files and the OS: .code ("ENOENT"), .errno (the libuv number), .path
+-- (and .dest for rename/copy); the message reads
+-- "ENOENT: no such file or directory: data/x.txt"
+M.OSError = Error:extend("OSError")
+M.FileNotFoundError = M.OSError:extend("FileNotFoundError")      -- ENOENT
+M.FileExistsError = M.OSError:extend("FileExistsError")          -- EEXIST
+M.PermissionError = M.OSError:extend("PermissionError")          -- EACCES, EPERM
+M.NotADirectoryError = M.OSError:extend("NotADirectoryError")    -- ENOTDIR
+M.IsADirectoryError = M.OSError:extend("IsADirectoryError")      -- EISDIR
+-- processes: ProcessError when `check` finds a non-zero exit (.code,
+-- .signal, .stdout, .stderr, .cmd); a missing program is FileNotFoundError
+M.ProcessError = Error:extend("ProcessError")
+-- worker threads: an error raised in the worker (.traceback is the
+-- worker's; .value the original error value when it was a plain value)
+M.WorkerError = Error:extend("WorkerError")
 
 --- "TaskGroupError: 2 tasks failed: x.lua:3: boom; y.lua:5: bang"
 function M.TaskGroupError.__tostring(e)

@@ -54,5 +54,15 @@ end
 
 M.net = require "asynchost.net"  -- TCP streams: async.net.connect/listen
 M.http = require "asynchost.http"  -- async.http.server
+M.fs = require "asynchost.fs"  -- files, directories, watch
+M.process = require "asynchost.process"  -- child processes
+
+local thread = require "asynchost.thread"  -- worker Lua states
+M.to_thread = thread.to_thread
+M.executor = thread.executor
+
+local signal = require "asynchost.signal"  -- POSIX signals
+M.signal = signal.signal
+M.wait_signal = signal.wait_signal
 
 return M

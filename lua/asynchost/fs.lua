@@ -1,0 +1,2 @@
+--- async.fs (scaffold: being written)
+return require "asynchost.core.fs"

@@ -1,0 +1,2 @@
+--- async.process (scaffold: being written)
+return require "asynchost.core.process"

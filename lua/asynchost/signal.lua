@@ -1,0 +1,3 @@
+--- async.signal and async.wait_signal (scaffold: being written)
+local M = {}
+return M

@@ -1,0 +1,3 @@
+--- async.to_thread and async.executor (scaffold: being written)
+local M = {}
+return M
