@@ -12,10 +12,10 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DASYNCHOST_ASAN=ON \
       -DASYNCHOST_TESTS=OFF >/dev/null
 cmake --build build-asan -j"$jobs" --target asynchost embed_test
 
-# the libFuzzer target (HTTP request path), built with clang
+# the libFuzzer targets (HTTP request path, to_thread's marshalling), with clang
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DASYNCHOST_FUZZ=ON -DASYNCHOST_TESTS=OFF -DASYNCHOST_MIMALLOC=OFF >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz_http
+cmake --build build-fuzz -j"$jobs" --target fuzz_http fuzz_marshal
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DASYNCHOST_ASAN_BIN="$PWD/build-asan/asynchost" \
