@@ -3,6 +3,7 @@
 ** futures, posting from other threads, shutting down.
 */
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdarg.h>
@@ -43,6 +44,10 @@ struct ah_host {
   int closeturns;           /* times the close timer ran */
   void (*closecb) (void *ud);
   void *closeud;
+  lua_Alloc allocf;         /* the state's allocator, under a limit */
+  void *allocud;
+  size_t memused;           /* bytes, counted once a limit is set */
+  size_t memlimit;          /* 0: none */
 };
 
 struct ah_cfuture {
@@ -114,8 +119,28 @@ static int opener (lua_State *L) {
   return 0;
 }
 
+/* "123", "64K", "64M", "1G" -> bytes in *size; 0 if not a size. */
+static int parsesize (const char *s, size_t *size) {
+  char *end;
+  unsigned long long n;
+  int shift = 0;
+  if (*s < '0' || *s > '9') return 0;
+  n = strtoull(s, &end, 10);
+  switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+  }
+  if (*end == 'b' || *end == 'B') end++;
+  if (*end != '\0' || n > ((size_t)-1 >> 1) >> shift) return 0;
+  *size = (size_t)(n << shift);
+  return 1;
+}
+
 ah_host *ah_host_new (uv_loop_t *loop, int flags) {
   ah_host *h = (ah_host *)calloc(1, sizeof(ah_host));
+  const char *limit;
+  size_t size;
   if (h == NULL) return NULL;
   if (loop == NULL) {
     loop = (uv_loop_t *)malloc(sizeof(uv_loop_t));
@@ -134,7 +159,18 @@ ah_host *ah_host_new (uv_loop_t *loop, int flags) {
   if (lua_pcall(h->L, 2, 0, 0) != LUA_OK) {
     fprintf(stderr, "asynchost: cannot create a host: %s\n",
             lua_tostring(h->L, -1));
+    errno = EINVAL;  /* said why: not for lack of memory */
     goto failed;
+  }
+  if (!(flags & AH_NOENV) &&
+      (limit = getenv("ASYNCHOST_MEMORY_LIMIT")) != NULL && *limit) {
+    if (!parsesize(limit, &size)) {
+      fprintf(stderr, "asynchost: ASYNCHOST_MEMORY_LIMIT='%s' is not a "
+              "size (bytes, or with K, M or G: 64M)\n", limit);
+      errno = EINVAL;
+      goto failed;
+    }
+    if (size > 0) ah_host_set_memory_limit(h, size);  /* 0: none */
   }
   uv_mutex_init(&h->mutex);
   uv_async_init(loop, &h->async, onpost);
@@ -154,6 +190,41 @@ ah_host *ah_host_new (uv_loop_t *loop, int flags) {
   }
   free(h);
   return NULL;
+}
+
+/* The allocator of a host with a memory limit.  Only the allocations of a
+** running task fail at the limit: they raise in the task, under the
+** protection of its resume; the scheduler's own, between tasks, are
+** never refused (an error there would be a panic). */
+static void *limitalloc (void *ud, void *ptr, size_t osize, size_t nsize) {
+  ah_host *h = (ah_host *)ud;
+  size_t old = (ptr != NULL) ? osize : 0;
+  void *p;
+  if (nsize > old && h->memlimit > 0 && h->memused + (nsize - old) >
+      h->memlimit && h->S != NULL && h->S->current != NULL)
+    return NULL;
+  p = h->allocf(h->allocud, ptr, osize, nsize);
+  if (p != NULL || nsize == 0) h->memused = h->memused - old + nsize;
+  return p;
+}
+
+int ah_host_set_memory_limit (ah_host *h, size_t bytes) {
+  if (h->L == NULL || h->closing)
+    return fail(h, AH_ECLOSED, "ah_host_set_memory_limit: the host is "
+                "closing");
+  if (h->allocf == NULL) {  /* count from now on, from what is in use */
+    h->allocf = lua_getallocf(h->L, &h->allocud);
+    h->memused = ah_host_memory(h);
+    lua_setallocf(h->L, limitalloc, h);
+  }
+  h->memlimit = bytes;
+  return AH_OK;
+}
+
+size_t ah_host_memory (ah_host *h) {
+  if (h->L == NULL) return 0;
+  return (size_t)lua_gc(h->L, LUA_GCCOUNT) * 1024 +
+         (size_t)lua_gc(h->L, LUA_GCCOUNTB);
 }
 
 lua_State *ah_host_state (ah_host *h) { return h->L; }
@@ -563,6 +634,7 @@ static void finalclose (ah_host *h) {
     fprintf(stderr, "%s\n", lua_tostring(h->L, -1));
     lua_pop(h->L, 1);
   }
+  h->memlimit = 0;  /* __gc metamethods may allocate: no limit now */
   lua_close(h->L);  /* the scheduler closes its handles */
   h->L = NULL;
   while (h->watches) {  /* of tasks abandoned: they never end */

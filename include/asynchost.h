@@ -57,7 +57,8 @@ typedef struct ah_host ah_host;
 typedef struct ah_cfuture ah_cfuture;
 
 /* flags of ah_host_new */
-#define AH_NOENV    1     /* ignore LUA_PATH/LUA_CPATH (like lua -E) */
+#define AH_NOENV    1     /* ignore LUA_PATH/LUA_CPATH (like lua -E) and
+                             ASYNCHOST_MEMORY_LIMIT */
 #define AH_NOLIBS   2     /* open no standard library (asynchost's only) */
 
 
@@ -67,7 +68,10 @@ typedef struct ah_cfuture ah_cfuture;
 
 /* Creates a host on 'loop' (NULL: a loop of its own), with the standard
 ** libraries and asynchost's modules open.  NULL when out of memory or
-** when the loop cannot be created. */
+** when the loop cannot be created.  Unless AH_NOENV, the environment
+** variable ASYNCHOST_MEMORY_LIMIT (bytes, or with K, M or G: "64M") sets
+** the memory limit below; NULL (with a message on stderr) if it is not a
+** size. */
 ah_host *ah_host_new (uv_loop_t *loop, int flags);
 
 lua_State *ah_host_state (ah_host *h);  /* its main thread */
@@ -83,6 +87,17 @@ ah_host *ah_host_of (lua_State *L);
 
 /* Number of tasks of the host that have not ended. */
 int ah_host_pending (ah_host *h);
+
+/* Limits the memory of the host's Lua state to 'bytes' (0: no limit).  An
+** allocation of a running task that would go past the limit fails: the
+** task gets Lua's memory error ("not enough memory"), which its awaiter
+** may catch; the runtime's own work between tasks is never refused, so
+** the host does not panic.  Memory malloc'ed by C code (libuv, libcurl,
+** read buffers) is not counted.  AH_OK, or AH_ECLOSED. */
+int ah_host_set_memory_limit (ah_host *h, size_t bytes);
+
+/* Bytes the host's Lua state uses now. */
+size_t ah_host_memory (ah_host *h);
 
 /* Own loop only.  ah_host_run runs the loop until nothing is left to do;
 ** ah_host_step runs one turn (waiting for events if 'wait') and returns

@@ -14,7 +14,8 @@
 -- (IncompleteReadError with .partial at an early end), settimeout(s)
 -- (each read then raises TimeoutError after s seconds), write(data) (never
 -- waits), drain() (waits while more than 64 KiB is queued), write_eof(),
--- close() (sends what was written first; also <close>), address(), peer().
+-- close() (sends what was written first; also <close>), reset() (closes at
+-- once with a RST: the peer gets ECONNRESET), address(), peer().
 -- Errors: ConnectionRefusedError, ConnectionResetError, DNSError (all
 -- ConnectionError, with .code, .host, .port), TimeoutError.
 local core = require "asynchost.core.net"
@@ -46,6 +47,11 @@ function M.connect(host, port, opts)
   if type(opts) ~= "table" then
     argerror(3, "connect", "table expected, got " .. typename(opts), 2)
   end
+  local t = opts.timeout
+  if t ~= nil and (type(t) ~= "number" or not (t >= 0)) then
+    argerror(3, "connect", "timeout: non-negative number expected, got "
+             .. (type(t) == "number" and tostring(t) or typename(t)), 2)
+  end
   check.running("connect")
   if opts.timeout == nil then return core.connect(host, port) end
   local ok, res = rawpcall(tasks.wait_for,
@@ -73,10 +79,14 @@ function M.listen(handler, host, port, opts)
   if type(host) ~= "string" then
     argerror(2, "listen", "string expected, got " .. typename(host), 2)
   end
+  if host == "" then argerror(2, "listen", "empty host name", 2) end
   if port ~= nil and math.type(port) ~= "integer" then
     argerror(3, "listen", "integer expected, got " .. typename(port), 2)
   end
   opts = opts or {}
+  if type(opts) ~= "table" then
+    argerror(4, "listen", "table expected, got " .. typename(opts), 2)
+  end
   local function serve(stream)
     local s <close> = stream
     local ok, err = xpcall(handler, debug.traceback, s)

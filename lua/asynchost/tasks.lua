@@ -193,6 +193,9 @@ function M.as_completed(list, opts)
              .. typename(list), 2)
   end
   opts = opts or {}
+  if type(opts) ~= "table" then
+    argerror(2, "as_completed", "table expected, got " .. typename(opts), 2)
+  end
   checkdelay(opts.timeout, 2, "as_completed", true)
   for i = 1, #list do
     if not isfuture(list[i]) and type(list[i]) ~= "function" then

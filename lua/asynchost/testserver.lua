@@ -52,7 +52,10 @@
 --   /site/                 a site for crawlers: 30 linked HTML pages at
 --                          depth 0..3, external links, one broken link,
 --                          and 3 pages under /site/private/ (robots.txt
---                          disallows them); see SECTIONS below
+--                          disallows them); see SECTIONS below.  Any
+--                          page with ?delay=s comes after s seconds
+--   /fault/{mode}          a response that goes wrong (drop, stall,
+--                          garbage, reset, trickle...): asynchost/faults.lua
 --
 -- Everything random comes from the server's own generator (xoshiro256**,
 -- as math.random, seeded from opts.seed), so a seed gives the same UUIDs
@@ -64,6 +67,7 @@ local check = require "asynchost.check"
 local httpserver = require "asynchost.http.server"
 local cjson = require "cjson"
 local coro = require "asynchost.core.coroutine"
+local faults = require "asynchost.faults"
 
 local rawpcall, pcall = coro.rawpcall, coro.pcall
 
@@ -593,13 +597,16 @@ local ROUTES = {
     end
     return {ok = true, request = k}
   end},
+  {"*", "/fault/{mode}", faults.handle},
   {"GET", "/site", function(_, _, res)
     res:header("Location", "/site/")
     res:send("", 301)
   end},
 }
 
-local function sitepage(_, req, res)
+local function sitepage(srv, req, res)
+  local delay = tonumber(req.query.delay)  -- ?delay=s: a slow page
+  if delay and delay > 0 then runtime.sleep(math.min(delay, srv.max_delay)) end
   local page = sitepages()[req.path]
   if not page then
     return sendhtml(res, html("Not found", "No page at " .. req.path .. "."),

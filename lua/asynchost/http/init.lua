@@ -144,21 +144,66 @@ Session.__index = Session
 
 local methods = {"get", "post", "put", "patch", "delete", "head"}
 
---- session:request(method, url, opts) -> Response
-function Session:request(method, url, opts)
+-- What the fields of the options may hold (nil is always allowed).
+local OPTKINDS = {
+  base_url = "string", user_agent = "string", body = "string",
+  headers = "table", params = "table", form = "table",
+  timeout = "seconds", connect_timeout = "seconds",
+  max_connections = "count", max_per_host = "count", max_redirects = "count",
+}
+
+-- Checks the options table opts, argument i of fname; returns it (or {}).
+-- Errors blame the caller's caller 'level' levels up.
+local function checkopts(opts, i, fname, level)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    argerror(i, fname, "table expected, got " .. typename(opts), level + 1)
+  end
+  for k, kind in pairs(OPTKINDS) do
+    local v = opts[k]
+    if v ~= nil then
+      local ok
+      if kind == "seconds" then
+        ok = type(v) == "number" and v >= 0
+      elseif kind == "count" then
+        ok = math.type(v) == "integer" and v >= 0
+      else
+        ok = type(v) == kind
+      end
+      if not ok then
+        argerror(i, fname, ("%s: %s expected, got %s"):format(k,
+                 kind == "seconds" and "non-negative number" or
+                 kind == "count" and "non-negative integer" or kind,
+                 type(v) == "number" and tostring(v) or typename(v)),
+                 level + 1)
+      end
+    end
+  end
+  return opts
+end
+
+-- request(self, method, url, opts) with the arguments checked as those
+-- of fname, whose first argument (after self) is number 'base'.
+local function request(self, method, url, opts, fname, base)
   if getmetatable(self) ~= Session then
-    argerror(1, "request", "session expected, got " .. typename(self), 2)
+    argerror(1, fname, "session expected, got " .. typename(self), 3)
   end
   if type(method) ~= "string" then
-    argerror(1, "request", "string expected, got " .. typename(method), 2)
+    argerror(base - 1, fname, "string expected, got " .. typename(method), 3)
   end
   if type(url) ~= "string" then
-    argerror(2, "request", "string expected, got " .. typename(url), 2)
+    argerror(base, fname, "string expected, got " .. typename(url), 3)
   end
-  opts = opts or {}
-  if type(opts) ~= "table" then
-    argerror(3, "request", "table expected, got " .. typename(opts), 2)
-  end
+  opts = checkopts(opts, base + 1, fname, 3)
+  return self:_request(method, url, opts)
+end
+
+--- session:request(method, url, opts) -> Response
+function Session:request(method, url, opts)
+  return request(self, method, url, opts, "request", 2)
+end
+
+function Session:_request(method, url, opts)
   if self.base_url and not url:match("^%a[%w+.-]*://") then
     url = self.base_url:gsub("/$", "") .. (url:sub(1, 1) == "/" and "" or "/") .. url
   end
@@ -185,7 +230,7 @@ function Session:request(method, url, opts)
     end
   end
   if body ~= nil and type(body) ~= "string" then
-    argerror(3, "request", "body must be a string", 2)
+    error("bad argument to 'request' (body must be a string)", 3)
   end
   local status, raw, text, final, elapsed, reused, stream =
     self._core:perform(method:upper(), url, headers, body, {
@@ -207,24 +252,33 @@ end
 
 for _, m in ipairs(methods) do
   Session[m] = function(self, url, opts)
-    return self:request(m:upper(), url, opts)
+    return request(self, m:upper(), url, opts, m, 1)
+  end
+end
+
+local function checksession(self, fname)
+  if getmetatable(self) ~= Session then
+    argerror(1, fname, "session expected, got " .. typename(self), 3)
   end
 end
 
 --- Counters of the session: requests, reused (connections), connections
 -- (opened), bytes (of bodies received).
-function Session:stats() return self._core:stats() end
+function Session:stats()
+  checksession(self, "stats")
+  return self._core:stats()
+end
 
 --- Aborts the requests in flight and closes the pooled connections.
-function Session:close() self._core:close() end
+function Session:close()
+  checksession(self, "close")
+  self._core:close()
+end
 Session.__close = Session.close
 
 --- session{...} (see the module's comment)
 function M.session(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then
-    argerror(1, "session", "table expected, got " .. typename(opts), 2)
-  end
+  opts = checkopts(opts, 1, "session", 2)
   return setmetatable({
     _core = curl.session(opts.max_connections, opts.max_per_host),
     base_url = opts.base_url,
@@ -245,9 +299,13 @@ local function shared()
   return default
 end
 
-function M.request(method, url, opts) return shared():request(method, url, opts) end
+function M.request(method, url, opts)
+  return request(shared(), method, url, opts, "request", 2)
+end
 for _, m in ipairs(methods) do
-  M[m] = function(url, opts) return shared():request(m:upper(), url, opts) end
+  M[m] = function(url, opts)
+    return request(shared(), m:upper(), url, opts, m, 1)
+  end
 end
 
 return M

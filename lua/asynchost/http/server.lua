@@ -199,9 +199,16 @@ end
 local Server = {}
 Server.__index = Server
 
+local function checkserver(self, fname)
+  if getmetatable(self) ~= Server then
+    argerror(1, fname, "HTTP server expected, got " .. typename(self), 3)
+  end
+end
+
 --- Adds a route: method ("GET", ..., or "*" for any), a path pattern where
 -- {name} matches one path segment (req.params.name), and the handler.
 function Server:route(method, pattern, handler)
+  checkserver(self, "route")
   if type(method) ~= "string" then
     argerror(1, "route", "string expected, got " .. typename(method), 2)
   end
@@ -330,6 +337,16 @@ end
 --- Starts serving on host (default "127.0.0.1"), port (default 0: any free
 -- port); returns the host and port it listens on.
 function Server:listen(host, port)
+  checkserver(self, "listen")
+  if host ~= nil and (type(host) ~= "string" or host == "") then
+    argerror(1, "listen", "host name expected, got " .. (host == "" and
+             "an empty string" or typename(host)), 2)
+  end
+  if port ~= nil and (math.type(port) ~= "integer" or port < 0 or
+                      port > 65535) then
+    argerror(2, "listen", "port 0..65535 expected, got " ..
+             (type(port) == "number" and tostring(port) or typename(port)), 2)
+  end
   if self._server then error("server is already listening", 2) end
   self._server = net.listen(function(s) serveconn(self, s) end,
                                   host or "127.0.0.1", port or 0,
@@ -340,6 +357,7 @@ end
 --- Stops accepting connections and closes the idle ones; those in the
 -- middle of a request end after answering it.
 function Server:close()
+  checkserver(self, "close")
   self._closed = true
   if self._server then self._server:close() end
   for s, state in pairs(self._conns) do
@@ -349,6 +367,7 @@ end
 Server.__close = Server.close
 
 function Server:address()
+  checkserver(self, "address")
   if not self._server then error("server is not listening", 2) end
   return self._server:address()
 end
@@ -358,6 +377,20 @@ function M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then
     argerror(1, "new", "table expected, got " .. typename(opts), 2)
+  end
+  for k, kind in pairs{max_header = "count", max_body = "count",
+                       request_timeout = "seconds", idle_timeout = "seconds",
+                       backlog = "integer"} do
+    local v = opts[k]
+    if v ~= nil and not (kind == "seconds" and type(v) == "number" and
+                         v >= 0 or kind == "count" and
+                         math.type(v) == "integer" and v >= 0 or
+                         kind == "integer" and math.type(v) == "integer") then
+      argerror(1, "new", ("%s: %s expected, got %s"):format(k,
+               kind == "seconds" and "non-negative number" or
+               kind == "count" and "non-negative integer" or "integer",
+               type(v) == "number" and tostring(v) or typename(v)), 2)
+    end
   end
   return setmetatable({
     _routes = {},
