@@ -40,6 +40,7 @@ typedef struct ah_sched ah_sched;
 typedef struct ah_future ah_future;
 typedef struct ah_task ah_task;
 typedef struct ah_waiter ah_waiter;
+typedef struct ah_trace ah_trace;
 
 /* states of a future (and so of a task) */
 enum { AH_PENDING, AH_DONE, AH_FAILED, AH_CANCELLED };
@@ -87,6 +88,7 @@ struct ah_future {
   unsigned char state;      /* AH_PENDING ... */
   unsigned char retrieved;  /* its error was seen (awaited, exception()) */
   unsigned char hascb;      /* Lua done callbacks in the extras table */
+  unsigned char observed;   /* awaited, gathered, result() or a callback */
   int nres;                 /* number of results, or 1 for the error */
   ah_wlist waiters;
 };
@@ -108,6 +110,7 @@ struct ah_task {
   void *waitobj;            /* what the wait is on, for 'unwait' */
   ah_waiter w;              /* hangs on what it waits for */
   uint64_t deadline;        /* of a sleep, uv_hrtime() units */
+  uint64_t born;            /* uv_now() at the spawn, for dumps */
   int waitref;              /* registry ref of the awaited future */
   int heapidx;              /* in the timer heap, or -1 */
   int liveidx;              /* in the live-task table, or 0 */
@@ -143,8 +146,14 @@ struct ah_sched {
   int cbhead, cbtail;
   int closing;              /* handles being closed */
   int interrupted;          /* SIGINT count */
+  int sigintusers;          /* async.signal watchers of SIGINT: while any
+                            ** is open, Ctrl-C is theirs (signal.c) */
+  int sighandlers;          /* async.signal handlers installed: while any
+                            ** is, a stuck main task waits for a signal
+                            ** rather than being reported as a deadlock */
   ah_task *main;            /* task run by ah_runtask, for SIGINT */
   uint64_t t0;              /* uv_hrtime() at creation: loop_time() origin */
+  ah_trace *trace;          /* non-NULL: trace.c's hooks are on */
   const void *mt[AH_NMT];   /* our metatables, to know our userdata fast */
   int mtref[AH_NMT];        /* and their registry refs, to set them fast */
 };
@@ -215,6 +224,40 @@ void ah_pusherror (lua_State *L, const char *cls, const char *msg);
 int ah_isa (lua_State *L, int i, const char *cls);
 int ah_iscancellederror (lua_State *L, int i);
 void ah_pushcancelled (lua_State *L, ah_task *t);
+
+/* net.c: a stream on a fresh uv_pipe_t (for uv_spawn) */
+uv_stream_t *ah_pushpipestream (lua_State *L, ah_sched *S);
+
+/* signal.c: signal names ("SIGTERM", "TERM") and numbers */
+int ah_checksignum (lua_State *L, int i);
+const char *ah_signame (int signum);  /* NULL if unknown */
+
+/* trace.c: hooks of tracing, debug mode and --top, each called only
+** behind 'if (S->trace)' so that they cost nothing when off */
+void ah_trace_spawn (lua_State *L, ah_sched *S, ah_task *t);
+void ah_trace_resume (ah_sched *S, ah_task *t);
+void ah_trace_suspend (ah_sched *S, ah_task *t, int status);
+void ah_trace_done (ah_sched *S, ah_task *t);
+void ah_trace_detail (ah_sched *S, ah_task *t, const char *fmt, ...);
+void ah_trace_cbbegin (lua_State *L, ah_sched *S, int fn);
+void ah_trace_cbend (ah_sched *S, const char *what);
+void ah_trace_taskgc (lua_State *L, ah_sched *S, int i);
+/* resources (sessions, streams, files: 'resource' 1) are reported in debug
+** mode when collected while open, with where they were made; queues
+** ('resource' 0) are listed by --top */
+void ah_trace_track (lua_State *L, ah_sched *S, int i, const char *kind,
+                     int resource);
+void ah_trace_unclosed (lua_State *L, ah_sched *S, int i);
+/* for dumps: pushes more about the wait of 't' and its age */
+void ah_trace_pushdumpinfo (lua_State *L, ah_task *t);
+/* set-up: debug mode from ASYNCHOST_DEBUG (the scheduler's creation) and
+** the executable's options; SIGQUIT dumps the tasks (the executable) */
+#define AH_TRACE_RECORD  1   /* write a trace file at the end */
+#define AH_TRACE_DEBUG   2   /* debug mode */
+#define AH_TRACE_TOP     4   /* the live dashboard */
+int ah_trace_open (lua_State *L, const char *path, int flags);
+void ah_trace_fromenv (lua_State *L, ah_sched *S);
+void ah_trace_sigquit (lua_State *L);
 
 /* core.c */
 void ah_openclasses (lua_State *L, ah_sched *S);

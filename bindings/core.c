@@ -101,7 +101,8 @@ static int l_await (lua_State *L) {
   t = ah_current(getsched(L), L, "await");
   if (f == &t->f)
     return luaL_error(L, "a task cannot await itself");
-  if (!ah_wait(t, ah_unawait, f, f->istask ? "a task" : "a future")) {
+  if (!ah_wait(t, ah_unawait, f, f->istask ? "a task"
+               : f->kind == AH_KIND_GATHER ? "a gather" : "a future")) {
     t->w.fn = waitwake;
     ah_addwaiter(&f->waiters, &t->w);
     lua_pushvalue(L, 1);
@@ -214,6 +215,7 @@ static int f_result (lua_State *L) {
 
 static int f_exception (lua_State *L) {
   ah_future *f = checkfuture(L, 1);
+  f->observed = 1;
   switch (f->state) {
     case AH_PENDING:
       ah_pusherror(L, "InvalidStateError", f->istask ? "task is not done yet"
@@ -237,6 +239,7 @@ static int f_adddonecb (lua_State *L) {
   ah_sched *S = getsched(L);
   checkcallable(L, 2);
   lua_settop(L, 2);
+  f->observed = 1;
   if (f->state != AH_PENDING) {  /* run it on the next turn */
     lua_rawgeti(L, LUA_REGISTRYINDEX, S->cbref);
     lua_pushvalue(L, 2);
@@ -261,6 +264,7 @@ static int f_adddonecb (lua_State *L) {
 static int f_removedonecb (lua_State *L) {
   int n, k, removed = 0;
   checkfuture(L, 1);
+  checkcallable(L, 2);  /* what add_done_callback takes */
   if (ah_getextra(L, 1, "callbacks") != LUA_TTABLE) {
     lua_pushinteger(L, 0);
     return 1;
@@ -348,6 +352,7 @@ static int t_gc (lua_State *L) {
     fflush(stderr);
     lua_pop(L, 2);
   }
+  if (t->S->trace) ah_trace_taskgc(L, t->S, 1);  /* never awaited? */
   return 0;
 }
 
@@ -446,6 +451,7 @@ static void gatherwake (ah_sched *S, ah_waiter *w, ah_future *child) {
   lua_State *L = S->L;
   int top = lua_gettop(L), gi, ci;
   g->remaining--;
+  child->observed = 1;
   if (child->state == AH_FAILED) child->retrieved = 1;
   if (g->f.state != AH_PENDING) {  /* already failed or cancelled */
     endgather(L, g);
@@ -618,16 +624,19 @@ static void laterstop (later *l) {
 
 static void onlater (uv_timer_t *h) {
   later *l = (later *)h->data;
-  lua_State *L = l->S->L;
+  ah_sched *S = l->S;
+  lua_State *L = S->L;
   int top = lua_gettop(L);
   lua_pushcfunction(L, ah_tracemsgh);
   lua_rawgeti(L, LUA_REGISTRYINDEX, l->fnref);
   laterstop(l);
+  if (S->trace) ah_trace_cbbegin(L, S, top + 2);
   if (lua_pcall(L, 0, 0, top + 1) != LUA_OK) {
     fprintf(stderr, "asynchost: error in a call_later callback: %s\n",
             lua_tostring(L, -1));
     fflush(stderr);
   }
+  if (S->trace) ah_trace_cbend(S, "a call_later callback");
   lua_settop(L, top);
 }
 

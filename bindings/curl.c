@@ -13,6 +13,8 @@
 ** the multi handle at once (the connection is closed, the pool stays
 ** sound).
 */
+#include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <curl/curl.h>
@@ -60,6 +62,7 @@ struct xfer {
   int stream;             /* the body is handed out in chunks */
   int started;            /* stream: the request returned (body began) */
   int paused;             /* stream: curl paused, the reader is behind */
+  int oserr;              /* errno of a socket() that failed, or 0 */
   char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -136,6 +139,22 @@ static void freexfer (lua_State *L, xfer *x) {
     luaL_unref(L, LUA_REGISTRYINDEX, s->selfref);
     s->selfref = LUA_NOREF;
   }
+}
+
+/* curl's socket(), to know why it failed (EMFILE...), which curl does not
+** tell; close-on-exec, as libuv's, so that children do not inherit it. */
+static curl_socket_t opensocket (void *ud, curlsocktype purpose,
+                                 struct curl_sockaddr *a) {
+  xfer *x = (xfer *)ud;
+  int type = a->socktype;
+  curl_socket_t fd;
+  (void)purpose;
+#ifdef SOCK_CLOEXEC
+  type |= SOCK_CLOEXEC;
+#endif
+  if ((fd = socket(a->family, type, a->protocol)) == CURL_SOCKET_BAD)
+    x->oserr = errno;
+  return fd;
 }
 
 /* Transfers that ended: wake their tasks. */
@@ -298,13 +317,31 @@ static int performk (lua_State *L, int status, lua_KContext ctx) {
   s = x->s;
   if (x->result != CURLE_OK) {
     const char *u = lua_tostring(L, 3);
+    const char *cls = errclass(x->result);
+    char oname[32] = "", ostr[128] = "";
+    long oserr = x->oserr;  /* the errno of a failed socket or connect */
+    if (oserr == 0) curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oserr);
+    if (oserr > 0) {
+      uv_err_name_r(-(int)oserr, oname, sizeof(oname));
+      uv_strerror_r(-(int)oserr, ostr, sizeof(ostr));
+      if (oserr == EMFILE || oserr == ENFILE)  /* not "refused" */
+        cls = "ConnectionError";
+    }
     lua_pushfstring(L, "%s: %s: %s%s%s%s", curlcodename(x->result),
                     curl_easy_strerror(x->result), u,
                     x->errbuf[0] ? " (" : "", x->errbuf,
                     x->errbuf[0] ? ")" : "");
-    ah_pusherror(L, errclass(x->result), lua_tostring(L, -1));
+    if (oname[0]) {
+      lua_pushfstring(L, " [%s: %s]", oname, ostr);
+      lua_concat(L, 2);
+    }
+    ah_pusherror(L, cls, lua_tostring(L, -1));
     lua_pushstring(L, curlcodename(x->result));
     lua_setfield(L, -2, "code");
+    if (oname[0]) {
+      lua_pushstring(L, oname);
+      lua_setfield(L, -2, "oserror");
+    }
     lua_pushvalue(L, 3);
     lua_setfield(L, -2, "url");
     freexfer(L, x);
@@ -475,6 +512,8 @@ static int s_perform (lua_State *L) {
   curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
   curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
   curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETFUNCTION, opensocket);
+  curl_easy_setopt(x->easy, CURLOPT_OPENSOCKETDATA, x);
   curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, onbody);
   curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x);
   curl_easy_setopt(x->easy, CURLOPT_HEADERFUNCTION, onheader);
@@ -494,11 +533,12 @@ static int s_perform (lua_State *L) {
   }
   timeout = optnum(L, 6, "timeout", 0);
   ctimeout = optnum(L, 6, "connect_timeout", 0);
-  if (timeout > 0)
-    curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
-  if (ctimeout > 0)
+  /* in whole ms, at least 1 (0 is none); 1e9 s and more (inf): none */
+  if (timeout > 0 && timeout < 1e9)
+    curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, (long)ceil(timeout * 1000));
+  if (ctimeout > 0 && ctimeout < 1e9)
     curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)(ctimeout * 1000));
+                     (long)ceil(ctimeout * 1000));
   curl_easy_setopt(x->easy, CURLOPT_FOLLOWLOCATION,
                    optlong(L, 6, "follow", 1));
   curl_easy_setopt(x->easy, CURLOPT_MAXREDIRS, optlong(L, 6, "max_redirects", 10));
@@ -520,6 +560,7 @@ static int s_perform (lua_State *L) {
     return luaL_error(L, "cannot start the HTTP request");
   }
   x->t = t;
+  if (S->trace) ah_trace_detail(S, t, "%s %s", method, url);
   x->next = s->xfers;
   if (s->xfers) s->xfers->prev = x;
   s->xfers = x;
@@ -573,6 +614,8 @@ static int s_close (lua_State *L) {
 ** the session alive otherwise); nobody will take the transfers back. */
 static int s_gc (lua_State *L) {
   session *s = (session *)lua_touserdata(L, 1);
+  if (s->S->trace && s->multi != NULL)
+    ah_trace_unclosed(L, s->S, 1);  /* debug mode: say it leaked */
   while (s->xfers != NULL) {
     s->xfers->t = NULL;
     freexfer(L, s->xfers);
@@ -618,6 +661,8 @@ static int l_session (lua_State *L) {
   ** the number of transfers in flight (one easy handle per request) */
   curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, maxc > 0 ? maxc : 128L);
   if (maxh > 0) curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxh);
+  if (S->trace)  /* debug mode: where it was made, if it leaks */
+    ah_trace_track(L, S, -1, "HTTP session", 1);
   return 1;
 }
 

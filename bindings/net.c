@@ -32,7 +32,7 @@ enum { OP_READ, OP_READALL, OP_UNTIL, OP_EXACTLY, OP_LINE };
 typedef struct stream {
   unsigned int tag;        /* AH_TAG_NET */
   int isserver;
-  uv_tcp_t *h;             /* NULL once closed */
+  uv_stream_t *h;          /* a uv_tcp_t or a uv_pipe_t; NULL once closed */
   ah_sched *S;
   int selfref;             /* while writes or a shutdown are pending */
   int pending;             /* writes and shutdowns in flight */
@@ -42,6 +42,7 @@ typedef struct stream {
   int rerr;                /* a read error (libuv code), or 0 */
   int werr;                /* a write error, or 0 */
   int reading;             /* uv_read_start is on */
+  int readall;             /* a read() waits for the end: ignore HIWATER */
   int closing;             /* close() asked: after the writes, close */
   ah_task *reader, *drainer;
   int handlerref;          /* server: the function run for each client */
@@ -113,8 +114,9 @@ static int raisestreamerror (lua_State *L, stream *s, int err) {
 static void notepeer (stream *s) {
   struct sockaddr_storage a;
   int len = (int)sizeof(a);
-  if (s->h == NULL ||
-      uv_tcp_getpeername(s->h, (struct sockaddr *)&a, &len) != 0) return;
+  if (s->h == NULL || s->h->type != UV_TCP ||
+      uv_tcp_getpeername((uv_tcp_t *)s->h, (struct sockaddr *)&a, &len) != 0)
+    return;
   if (a.ss_family == AF_INET6) {
     uv_ip6_name((struct sockaddr_in6 *)&a, s->peerhost, sizeof(s->peerhost));
     s->peerport = ntohs(((struct sockaddr_in6 *)&a)->sin6_port);
@@ -189,6 +191,8 @@ static void closenow (stream *s) {
 
 static int s_gc (lua_State *L) {
   stream *s = (stream *)lua_touserdata(L, 1);
+  if (s->S->trace && s->h != NULL && !s->closing)
+    ah_trace_unclosed(L, s->S, 1);  /* debug mode: say it leaked */
   closetimer(s);
   if (s->h != NULL) {
     s->h->data = NULL;
@@ -202,8 +206,8 @@ static int s_gc (lua_State *L) {
   return 0;
 }
 
-/* Pushes a new stream userdata (not yet connected) with a fresh handle. */
-static stream *newstream (lua_State *L, ah_sched *S, int isserver) {
+/* Pushes a new stream userdata, without a handle yet. */
+static stream *initstream (lua_State *L, ah_sched *S, int isserver) {
   stream *s = (stream *)lua_newuserdatauv(L, sizeof(stream), 0);
   memset(s, 0, sizeof(*s));
   s->tag = AH_TAG_NET;
@@ -212,11 +216,32 @@ static stream *newstream (lua_State *L, ah_sched *S, int isserver) {
   s->selfref = s->handlerref = LUA_NOREF;
   s->timeout = -1;
   luaL_setmetatable(L, isserver ? SERVER_MT : STREAM_MT);
-  s->h = (uv_tcp_t *)malloc(sizeof(uv_tcp_t));
-  if (s->h == NULL) luaL_error(L, "not enough memory");
-  uv_tcp_init(S->loop, s->h);
-  s->h->data = s;
   return s;
+}
+
+/* Pushes a new stream userdata (not yet connected) with a fresh handle. */
+static stream *newstream (lua_State *L, ah_sched *S, int isserver) {
+  stream *s = initstream(L, S, isserver);
+  uv_tcp_t *h = (uv_tcp_t *)malloc(sizeof(uv_tcp_t));
+  if (h == NULL) luaL_error(L, "not enough memory");
+  uv_tcp_init(S->loop, h);
+  s->h = (uv_stream_t *)h;
+  s->h->data = s;
+  if (S->trace)  /* debug mode: where it was made, if it leaks */
+    ah_trace_track(L, S, -1, isserver ? "TCP server" : "TCP stream", 1);
+  return s;
+}
+
+/* Pushes a new stream on a fresh uv_pipe_t (for a child's stdio, given to
+** uv_spawn) and returns that handle. */
+uv_stream_t *ah_pushpipestream (lua_State *L, ah_sched *S) {
+  stream *s = initstream(L, S, 0);
+  uv_pipe_t *h = (uv_pipe_t *)malloc(sizeof(uv_pipe_t));
+  if (h == NULL) luaL_error(L, "not enough memory");
+  uv_pipe_init(S->loop, h, 0);
+  s->h = (uv_stream_t *)h;
+  s->h->data = s;
+  return s->h;
 }
 
 /* }====================================================== */
@@ -254,7 +279,7 @@ static void onread (uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
   if (s == NULL || n == 0) return;
   if (n > 0) {
     s->len += (size_t)n;
-    if (s->len >= HIWATER) {  /* the reader is slow: let TCP push back */
+    if (s->len >= HIWATER && !s->readall) {  /* slow reader: push back */
       uv_read_stop(h);
       s->reading = 0;
     }
@@ -271,7 +296,7 @@ static void onread (uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
 /* Keeps data coming while the buffer is below the high-water mark. */
 static void wantdata (stream *s) {
   if (s->h != NULL && !s->reading && !s->eof && !s->rerr &&
-      s->len < HIWATER / 2) {
+      (s->len < HIWATER / 2 || s->readall)) {
     if (uv_read_start((uv_stream_t *)s->h, onalloc, onread) == 0)
       s->reading = 1;
   }
@@ -335,9 +360,11 @@ static int tryread (lua_State *L, stream *s, int op) {
     }
     case OP_READALL:
       if (s->eof || s->h == NULL || s->rerr) {
+        s->readall = 0;
         take(L, s, s->len);
         return 1;
       }
+      s->readall = 1;  /* buffer it all: the end must come */
       return -1;
     case OP_EXACTLY: {
       lua_Integer n = luaL_checkinteger(L, 2);
@@ -402,6 +429,7 @@ static void unread (ah_sched *S, ah_task *t) {
   stream *s = (stream *)t->waitobj;
   (void)S;
   if (s->reader == t) s->reader = NULL;
+  s->readall = 0;
   disarmread(s);
 }
 
@@ -424,6 +452,8 @@ static int readk (lua_State *L, int status, lua_KContext op) {
   ah_checkwake(L, S->current);
   checktimeout(L, s);
   if ((n = tryread(L, s, (int)op)) >= 0) return n;
+  if (s->rerr)  /* nothing more will come: the data is short */
+    return raisestreamerror(L, s, s->rerr);
   if (s->reader != NULL)
     return luaL_error(L, "another task is already reading this stream");
   {
@@ -440,6 +470,8 @@ static int startread (lua_State *L, int op, int nargs) {
   int n;
   lua_settop(L, nargs + 1);
   if ((n = tryread(L, s, op)) >= 0) return n;
+  if (s->rerr)  /* nothing more will come: the data is short */
+    return raisestreamerror(L, s, s->rerr);
   if (s->reader != NULL)
     return luaL_error(L, "another task is already reading this stream");
   {
@@ -460,6 +492,7 @@ static int s_read (lua_State *L) {
 }
 
 static int s_readexactly (lua_State *L) {
+  tostream(L, 1, 0);  /* 'stream.readexactly(42)' names the stream first */
   luaL_argcheck(L, luaL_checkinteger(L, 2) >= 0, 2,
                 "non-negative integer expected");
   return startread(L, OP_EXACTLY, 1);
@@ -467,6 +500,7 @@ static int s_readexactly (lua_State *L) {
 
 static int s_readuntil (lua_State *L) {
   size_t len;
+  tostream(L, 1, 0);
   luaL_checklstring(L, 2, &len);
   luaL_argcheck(L, len > 0, 2, "empty separator");
   return startread(L, OP_UNTIL, 1);
@@ -636,6 +670,21 @@ static int s_close (lua_State *L) {
   return 0;
 }
 
+/* reset(): closes at once with a RST (SO_LINGER 0), dropping what is
+** queued: the peer's reads and writes fail with ECONNRESET. */
+static int s_reset (lua_State *L) {
+  stream *s = tostream(L, 1, 0);
+  struct linger l;
+  uv_os_fd_t fd;
+  if (s->h == NULL) return 0;
+  l.l_onoff = 1;
+  l.l_linger = 0;
+  if (uv_fileno((uv_handle_t *)s->h, &fd) == 0)
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+  closenow(s);
+  return 0;
+}
+
 /* write_eof(): no more writes; the peer reads the end of the stream. */
 static int s_writeeof (lua_State *L) {
   stream *s = checkopen(L, 1);
@@ -669,8 +718,9 @@ static int getaddr (lua_State *L, int server, int peer) {
   int len = (int)sizeof(a), r;
   if (s->h == NULL) return luaL_error(L, "attempt to use a closed %s",
                                       server ? "server" : "stream");
-  r = peer ? uv_tcp_getpeername(s->h, (struct sockaddr *)&a, &len)
-           : uv_tcp_getsockname(s->h, (struct sockaddr *)&a, &len);
+  if (s->h->type != UV_TCP) return 0;  /* a pipe has no address */
+  r = peer ? uv_tcp_getpeername((uv_tcp_t *)s->h, (struct sockaddr *)&a, &len)
+           : uv_tcp_getsockname((uv_tcp_t *)s->h, (struct sockaddr *)&a, &len);
   if (r < 0) return raiseneterror(L, r, NULL, 0);
   return pushaddr(L, &a);
 }
@@ -761,7 +811,8 @@ static int trynext (lua_State *L, job *j) {
     return ah_suspend(L, connectk, 1);
   }
   j->conn.data = j;
-  if ((r = uv_tcp_connect(&j->conn, s->h, j->next->ai_addr, onconnect)) < 0) {
+  if ((r = uv_tcp_connect(&j->conn, (uv_tcp_t *)s->h, j->next->ai_addr,
+                           onconnect)) < 0) {
     t->unwait = NULL;
     j->status = r;
     j->next = j->next->ai_next;
@@ -796,7 +847,8 @@ static int connectk (lua_State *L, int status, lua_KContext ctx) {
   }
   if (j->status == 0) {  /* connected */
     stream *s = (stream *)lua_touserdata(L, 4);
-    uv_tcp_nodelay(s->h, 1);  /* as asyncio: small writes go out at once */
+    /* as asyncio: small writes go out at once */
+    uv_tcp_nodelay((uv_tcp_t *)s->h, 1);
     notepeer(s);
     unjob(j);
     return 1;
@@ -877,7 +929,8 @@ static void onconnection (uv_stream_t *server, int status) {
     lua_settop(L, top);
     return;
   }
-  uv_tcp_nodelay(s->h, 1);  /* as asyncio: small writes go out at once */
+  /* as asyncio: small writes go out at once */
+  uv_tcp_nodelay((uv_tcp_t *)s->h, 1);
   notepeer(s);
   ah_spawn(S, L, top + 1, 1);  /* handler(stream), in a task of its own */
   lua_settop(L, top);
@@ -905,7 +958,7 @@ static int l_listen (lua_State *L) {
     return raiseneterror(L, r, host, (int)port);
   ai = req.addrinfo;
   v = newstream(L, S, 1);
-  if ((r = uv_tcp_bind(v->h, ai->ai_addr, 0)) < 0 ||
+  if ((r = uv_tcp_bind((uv_tcp_t *)v->h, ai->ai_addr, 0)) < 0 ||
       (r = uv_listen((uv_stream_t *)v->h, backlog, onconnection)) < 0) {
     uv_freeaddrinfo(ai);
     closenow(v);
@@ -946,6 +999,7 @@ static const luaL_Reg streammeth[] = {
   {"drain", s_drain},
   {"write_eof", s_writeeof},
   {"close", s_close},
+  {"reset", s_reset},
   {"address", s_address},
   {"peer", s_peer},
   {NULL, NULL}

@@ -309,9 +309,18 @@ static int putk (lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
+/* A NaN priority is unordered: it would break the heap's order. */
+static void checkprio (lua_State *L, queue *q) {
+  int i = lua_isnoneornil(L, 3) ? 2 : 3;  /* else the item is its own */
+  if (q->kind == PRIO && lua_type(L, i) == LUA_TNUMBER &&
+      lua_tonumber(L, i) != lua_tonumber(L, i))
+    luaL_argerror(L, i, "priority is NaN");
+}
+
 static int q_put (lua_State *L) {
   queue *q = checkqueue(L, 1);
   luaL_checkany(L, 2);
+  checkprio(L, q);
   if (q->shutdown) raiseclass(L, "QueueShutDown", "queue is shut down");
   if (isfull(q) || q->putters.head != NULL) {
     lua_settop(L, 3);
@@ -342,6 +351,7 @@ static int q_put (lua_State *L) {
 static int q_putnowait (lua_State *L) {
   queue *q = checkqueue(L, 1);
   luaL_checkany(L, 2);
+  checkprio(L, q);
   lua_settop(L, 3);
   if (q->shutdown) raiseclass(L, "QueueShutDown", "queue is shut down");
   if (isfull(q)) raiseclass(L, "QueueFull", "queue is full");
@@ -533,6 +543,8 @@ static int newqueue (lua_State *L, int kind) {
       lua_newtable(L);
       lua_setiuservalue(L, -2, k);
     }
+  if (getsched(L)->trace)  /* --top lists the queues */
+    ah_trace_track(L, getsched(L), -1, kindnames[kind], 0);
   return 1;
 }
 

@@ -74,6 +74,7 @@ ah_sched *ah_sched_new (lua_State *L, uv_loop_t *loop) {
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, AH_SCHED_KEY);
   ah_openclasses(L, S);
+  ah_trace_fromenv(L, S);  /* ASYNCHOST_DEBUG */
   return S;
 }
 
@@ -436,6 +437,7 @@ void ah_sleep (ah_task *t, double seconds) {
 static void onsigint (uv_signal_t *h, int signum) {
   ah_sched *S = (ah_sched *)h->data;
   (void)signum;
+  if (S->sigintusers > 0) return;  /* async.signal("SIGINT") has it */
   if (S->interrupted++ > 0 || S->main == NULL) {  /* second Ctrl-C */
     signal(SIGINT, SIG_DFL);
     raise(SIGINT);
@@ -492,6 +494,15 @@ int ah_runtask1 (lua_State *L, int nargs, int nresults, int raw) {
   while (t->f.state == AH_PENDING) {
     int alive = uv_run(S->loop, UV_RUN_ONCE);
     if (t->f.state != AH_PENDING) break;
+    if (!alive && S->rcount == 0 && S->sighandlers > 0 &&
+        uv_is_active((uv_handle_t *)&S->sigint)) {
+      /* only a signal's handler may still wake it: wait for a signal
+      ** (any started handle that is referenced makes uv_run block) */
+      uv_ref((uv_handle_t *)&S->sigint);
+      uv_run(S->loop, UV_RUN_ONCE);
+      uv_unref((uv_handle_t *)&S->sigint);
+      continue;
+    }
     if (!alive && S->rcount == 0) {  /* nothing can ever wake the task */
       if (stuck++ < 2 && deadlock(S)) continue;
       break;

@@ -125,6 +125,9 @@ static int s_release (lua_State *L) {
   }
   if (s->kind == 1 && s->value >= s->bound)
     return luaL_error(L, "BoundedSemaphore released too many times");
+  if (s->value == LUA_MAXINTEGER)
+    return luaL_error(L, "Semaphore released too many times (value would "
+                         "overflow)");
   s->value++;
   s->owner = NULL;
   return 0;

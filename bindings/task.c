@@ -271,11 +271,13 @@ void ah_runcallbacks (ah_sched *S) {
     lua_pushnil(L); lua_rawseti(L, q, S->cbhead);
     lua_rawgeti(L, q, ++S->cbhead);  /* its future */
     lua_pushnil(L); lua_rawseti(L, q, S->cbhead);
+    if (S->trace) ah_trace_cbbegin(L, S, q + 2);
     if (lua_pcall(L, 1, 0, q + 1) != LUA_OK) {
       fprintf(stderr, "asynchost: error in a done callback: %s\n",
               lua_tostring(L, -1));
       fflush(stderr);
     }
+    if (S->trace) ah_trace_cbend(S, "a done callback");
     lua_settop(L, q);
   }
   lua_pop(L, 1);
@@ -304,6 +306,7 @@ void ah_completed (lua_State *L, ah_sched *S, int i) {
 int ah_pushresults (lua_State *L, int i) {
   ah_future *f = (ah_future *)lua_touserdata(L, i);
   int n = f->nres, k;
+  f->observed = 1;
   switch (f->state) {
     case AH_DONE:
       if (f->istask) {
@@ -468,6 +471,7 @@ ah_task *ah_spawn (ah_sched *S, lua_State *L, int base, int nargs) {
   t->heapidx = -1;
   t->waitref = LUA_NOREF;
   t->seq = ++S->seq;
+  t->born = uv_now(S->loop);
   ah_setmt(L, S, AH_MT_TASK);
   co = lua_newthread(L);
   *(ah_task **)lua_getextraspace(co) = t;
@@ -482,6 +486,7 @@ ah_task *ah_spawn (ah_sched *S, lua_State *L, int base, int nargs) {
   lua_pushcfunction(co, taskbody);
   lua_xmove(L, co, nargs + 1);
   liveadd(L, S, t, base);
+  if (S->trace) ah_trace_spawn(L, S, t);
   ah_ready(S, t);
   return t;
 }
@@ -492,6 +497,7 @@ static void finish (ah_sched *S, ah_task *t, int nres) {
   lua_State *L = S->L;
   t->f.state = t->outcome;
   t->f.nres = nres;
+  if (S->trace) ah_trace_done(S, t);
   ah_pushtask(L, t);
   livedel(L, S, t);
   ah_completed(L, S, -1);
@@ -514,8 +520,10 @@ void ah_step (ah_sched *S, ah_task *t) {
     narg = lua_gettop(co) - 1;
   }
   S->current = t;
+  if (S->trace) ah_trace_resume(S, t);
   status = lua_resume(co, S->L, narg, &nres);
   S->current = NULL;
+  if (S->trace) ah_trace_suspend(S, t, status);
   if (status == LUA_YIELD) {
     lua_pop(co, nres);
     if (t->unwait == NULL && !t->queued)  /* a yield that isn't an await */
@@ -678,16 +686,17 @@ void ah_pushtaskdump (lua_State *L, const char *title) {
     pushspawnedat(L, -3, "' (spawned at ", ")", "'");
     lua_pushliteral(L, ": ");
     ah_pushwait(L, t);
+    ah_trace_pushdumpinfo(L, t);  /* more on the wait; the task's age */
     if (t->started && t != S->current) {
       luaL_traceback(L, t->co, NULL, 0);
       luaL_gsub(L, lua_tostring(L, -1), "\n\t", "\n      ");
       lua_remove(L, -2);
       lua_pushliteral(L, "\n    ");
       lua_insert(L, -2);
-      lua_concat(L, 7);
+      lua_concat(L, 8);
     }
     else
-      lua_concat(L, 5);
+      lua_concat(L, 6);
     lua_remove(L, -2);  /* the task */
     lua_concat(L, 2);
   }

@@ -12,6 +12,13 @@ if(ASYNCHOST_FUZZ_BIN)
   add_test(NAME fuzz:http COMMAND sh -c
     "d=$(mktemp -d) && cp ${PROJECT_SOURCE_DIR}/tests/fuzz/http/* \"$d\" && ${ASYNCHOST_FUZZ_BIN} -max_total_time=20 -print_final_stats=1 \"$d\"; rc=$?; rm -rf \"$d\"; exit $rc")
   set_tests_properties(fuzz:http PROPERTIES TIMEOUT 120)
+  # 15 s of fuzzing the value marshalling of to_thread, built beside it
+  get_filename_component(AH_FUZZ_DIR "${ASYNCHOST_FUZZ_BIN}" DIRECTORY)
+  if(EXISTS ${AH_FUZZ_DIR}/fuzz_marshal)
+    add_test(NAME fuzz:marshal COMMAND sh -c
+      "d=$(mktemp -d) && cp ${PROJECT_SOURCE_DIR}/tests/fuzz/marshal/* \"$d\" && ${AH_FUZZ_DIR}/fuzz_marshal -max_total_time=15 -print_final_stats=1 \"$d\"; rc=$?; rm -rf \"$d\"; exit $rc")
+    set_tests_properties(fuzz:marshal PROPERTIES TIMEOUT 120)
+  endif()
 endif()
 
 file(GLOB AH_SPECS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/spec/*_spec.lua
@@ -44,6 +51,42 @@ foreach(spec IN LISTS AH_SPECS)
       ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1;ASYNCHOST_BIN=${ASYNCHOST_ASAN_BIN}")
   endif()
 endforeach()
+
+# Specs that measure overlap on both cores (to_thread's CPU loops) run alone:
+# with another test beside them on a 2-core machine they cannot overlap
+foreach(kind IN ITEMS host lua5.4 asan)
+  if(TEST ${kind}:thread)
+    set_tests_properties(${kind}:thread PROPERTIES RUN_SERIAL TRUE)
+  endif()
+endforeach()
+
+# The REPL's specs drive it on a pseudo-terminal with tests/ptyrun
+if(TARGET ptyrun)
+  foreach(kind IN ITEMS host lua5.4 asan)
+    if(TEST ${kind}:repl)
+      set_property(TEST ${kind}:repl APPEND PROPERTY
+                   ENVIRONMENT "ASYNCHOST_PTYRUN=$<TARGET_FILE:ptyrun>")
+    endif()
+  endforeach()
+endif()
+
+# valgrind memcheck on three lab solutions (about 15 s; every solution:
+# bash scripts/valgrind.sh, about 70 s), on this build's executable
+find_program(VALGRIND valgrind)
+set(AH_VALGRIND_LABS "")
+foreach(lab IN ITEMS solutions/lab1/basic_async_await.lua
+                     solutions/lab3/main.lua solutions/lab4/web_scraper.lua)
+  if(EXISTS ${PROJECT_SOURCE_DIR}/${lab})
+    list(APPEND AH_VALGRIND_LABS ${lab})
+  endif()
+endforeach()
+if(VALGRIND AND AH_VALGRIND_LABS)
+  add_test(NAME valgrind:labs
+    COMMAND bash ${PROJECT_SOURCE_DIR}/scripts/valgrind.sh ${AH_VALGRIND_LABS}
+    WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
+  set_tests_properties(valgrind:labs PROPERTIES TIMEOUT 300
+    ENVIRONMENT "ASYNCHOST_VALGRIND_BIN=$<TARGET_FILE:asynchost>")
+endif()
 
 # The C API: each case of tests/embed_test.c is a test, here and under the
 # ASan build; and the embedding example runs to its end.

@@ -7,6 +7,7 @@
 */
 
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@
 #include "lualib.h"
 
 #include "../include/asynchost.h"
+#include "asynchost.h"  /* the internal one: ah_trace_open */
 #include "host.h"
 
 
@@ -39,6 +41,10 @@
 
 static const char *progname = AH_PROGNAME;
 
+/* --trace FILE, --top, -X debug (bindings/trace.c) */
+static const char *tracefile = NULL;
+static int traceflags = 0;
+
 
 static void message (const char *pname, const char *msg) {
   if (pname != NULL)
@@ -48,8 +54,12 @@ static void message (const char *pname, const char *msg) {
 }
 
 
-static void usage (const char *badopt) {
-  if (badopt[1] == 'e' || badopt[1] == 'l')
+static void usage (const char *badopt, const char *next) {
+  if (badopt[1] == 'X' && (badopt[2] != '\0' || next != NULL))
+    fprintf(stderr, "%s: unknown mode '-X %s' (known: -X debug)\n", progname,
+            badopt[2] != '\0' ? badopt + 2 : next);
+  else if (badopt[1] == 'e' || badopt[1] == 'l' || badopt[1] == 'X' ||
+      strcmp(badopt, "--trace") == 0)
     fprintf(stderr, "%s: '%s' needs argument\n", progname, badopt);
   else
     fprintf(stderr, "%s: unrecognized option '%s'\n", progname, badopt);
@@ -64,7 +74,10 @@ static void usage (const char *badopt) {
     "  -E        ignore environment variables\n"
     "  -W        turn warnings on\n"
     "  --        stop handling options\n"
-    "  -         stop handling options and execute stdin\n",
+    "  -         stop handling options and execute stdin\n"
+    "  --trace FILE  write a trace of the tasks (.json, or .html)\n"
+    "  --top     a live dashboard of the tasks on stderr\n"
+    "  -X debug  debug mode (slow steps, leaks; see docs/tracing.md)\n",
     progname);
   fflush(stderr);
 }
@@ -200,8 +213,10 @@ static int doscript (lua_State *L, char **argv) {
 ** labs (lua/asynchost/testserver.lua) until Ctrl-C; 'asynchost lab ...'
 ** is the learner's runner of the labs (lua/asynchost/lab.lua).  A script
 ** of that name in the current directory wins: 'asynchost serve' runs it,
-** as 'lua serve' would.  Each runs as the main task with 'arg' holding its
-** options, through the module's 'main(arg)'.
+** as 'lua serve' would.  Only asynchost's own options (--trace, --top,
+** -X debug) may come before it: 'asynchost --top serve'.  Each runs as the
+** main task with 'arg' holding its options, through the module's
+** 'main(arg)'.
 */
 static const char *const subcommands[][2] = {
   {"serve", "asynchost.testserver"},
@@ -211,13 +226,22 @@ static const char *const subcommands[][2] = {
 /* The module of the subcommand that 'argv' asks for, or NULL. */
 static const char *subcommand (char **argv, int script) {
   size_t i;
+  int k;
   FILE *f;
-  if (script != 1)
+  if (script < 1)
     return NULL;
+  for (k = 1; k < script; k++) {  /* only our own options before it */
+    const char *a = argv[k];
+    if (strcmp(a, "--trace") == 0 || strcmp(a, "-X") == 0)
+      k++;  /* and its argument */
+    else if (strcmp(a, "--top") != 0 && strncmp(a, "--trace=", 8) != 0 &&
+             strncmp(a, "-X", 2) != 0)
+      return NULL;
+  }
   for (i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++) {
-    if (strcmp(argv[1], subcommands[i][0]) != 0)
+    if (strcmp(argv[script], subcommands[i][0]) != 0)
       continue;
-    f = fopen(argv[1], "r");
+    f = fopen(argv[script], "r");
     if (f != NULL) {
       fclose(f);
       return NULL;
@@ -248,6 +272,28 @@ static int dosubcommand (lua_State *L, const char *module) {
 }
 
 
+/* asynchost's own options at argv[*i]: --trace FILE, --trace=FILE, --top,
+** -X debug; 0 if it is none of them (or lacks its argument). */
+static int traceopt (char **argv, int *i) {
+  const char *a = argv[*i];
+  if (strcmp(a, "--top") == 0)
+    traceflags |= AH_TRACE_TOP;
+  else if (strncmp(a, "--trace=", 8) == 0 && a[8] != '\0')
+    tracefile = a + 8;
+  else if (strcmp(a, "--trace") == 0 && argv[*i + 1] != NULL)
+    tracefile = argv[++*i];
+  else if (a[1] == 'X') {
+    const char *x = (a[2] != '\0') ? a + 2 : argv[*i + 1];
+    if (x == NULL || strcmp(x, "debug") != 0) return 0;
+    if (a[2] == '\0') ++*i;
+    traceflags |= AH_TRACE_DEBUG;
+  }
+  else
+    return 0;
+  return 1;
+}
+
+
 /*
 ** Checks the options, before any Lua code runs.  Sets '*first' to the
 ** index of the script's name (0 if none), or of the bad option if the
@@ -267,8 +313,11 @@ static int scanargs (char **argv, int *first) {
     }
     switch (a[1]) {
       case '-':  /* '--': what follows, if anything, is the script */
-        if (a[2] != '\0')
-          goto bad;
+        if (a[2] != '\0') {
+          if (!traceopt(argv, &i))
+            goto bad;
+          continue;
+        }
         if (argv[i + 1] != NULL)
           *first = i + 1;
         return opts;
@@ -292,6 +341,10 @@ static int scanargs (char **argv, int *first) {
             goto bad;
           i++;
         }
+        continue;
+      case 'X':
+        if (!traceopt(argv, &i))
+          goto bad;
         continue;
       default:
         goto bad;
@@ -321,6 +374,8 @@ static int runargs (lua_State *L, char **argv, int n) {
     }
     else if (a[1] == 'W')
       lua_warning(L, "@on", 0);
+    else if (strcmp(a, "--trace") == 0 || strcmp(a, "-X") == 0)
+      i++;  /* and its argument */
   }
   return 1;
 }
@@ -357,7 +412,7 @@ static int pmain (lua_State *L) {
     progname = argv[0];
   opts = scanargs(argv, &script);
   if (opts == OPT_ERROR) {
-    usage(argv[script]);
+    usage(argv[script], argv[script + 1]);
     return 0;
   }
   if (opts & OPT_VERSION)
@@ -366,10 +421,24 @@ static int pmain (lua_State *L) {
   makearg(L, argv, argc, script);
   lua_gc(L, LUA_GCRESTART);  /* stopped by 'main' */
   lua_gc(L, LUA_GCGEN, 0, 0);
+  ah_trace_sigquit(L);  /* Ctrl-\ prints the tasks */
+  if ((tracefile || traceflags & AH_TRACE_DEBUG) &&
+      !ah_trace_open(L, tracefile, (tracefile ? AH_TRACE_RECORD : 0) |
+                                   (traceflags & AH_TRACE_DEBUG))) {
+    message(progname, lua_tostring(L, -1));
+    return 0;
+  }
   if (!(opts & OPT_NOENV) && doinit(L) != LUA_OK)
     return 0;
   if (!runargs(L, argv, (script > 0) ? script : argc))
     return 0;
+  if ((traceflags & AH_TRACE_TOP) && script == 0)
+    message(progname, "--top needs a script: no dashboard");
+  else if ((traceflags & AH_TRACE_TOP) &&
+           !ah_trace_open(L, NULL, AH_TRACE_TOP)) {
+    message(progname, lua_tostring(L, -1));  /* the script's dashboard */
+    return 0;
+  }
   if ((sub = subcommand(argv, script)) != NULL) {
     if (!dosubcommand(L, sub))
       return 0;
@@ -383,8 +452,11 @@ static int pmain (lua_State *L) {
       version();
       ah_repl(L);
     }
-    else if (dofile(L, NULL) != LUA_OK)  /* stdin, as 'asynchost -' */
-      return 0;
+    else {  /* stdin, as 'asynchost -', with the REPL's globals */
+      ah_replglobals(L);
+      if (dofile(L, NULL) != LUA_OK)
+        return 0;
+    }
   }
   lua_pushboolean(L, 1);
   return 1;
@@ -397,8 +469,9 @@ int main (int argc, char **argv) {
   ah_host *h = ah_host_new(NULL, (opts != OPT_ERROR && (opts & OPT_NOENV))
                                  ? AH_NOENV : 0);
   lua_State *L;
-  if (h == NULL) {
-    message(argv[0], "cannot create state: not enough memory");
+  if (h == NULL) {  /* EINVAL: ah_host_new said why */
+    message(argv[0], errno == EINVAL ? "cannot create state"
+                                     : "cannot create state: not enough memory");
     return EXIT_FAILURE;
   }
   L = ah_host_state(h);

@@ -8,7 +8,7 @@ packages=(
   build-essential cmake pkg-config
   liblua5.4-dev lua5.4 libuv1-dev libcurl4-openssl-dev
   lua-cjson lua-cjson-dev lua-busted lua-lpeg lua-filesystem libmimalloc-dev libhttp-parser-dev curl wrk clang libclang-rt-14-dev
-  nginx libreadline-dev chromium
+  nginx libreadline-dev chromium valgrind
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -24,6 +24,7 @@ local M = {
   call_later = core.call_later,
   Future = core.Future,
   dump_tasks = core.dump_tasks,
+  isatty = core.isatty,  -- isatty(fd): is 0/1/2 a terminal?
   -- combinators
   gather = tasks.gather,
   wait = tasks.wait,
