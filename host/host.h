@@ -21,4 +21,14 @@ int ah_repl (lua_State *L);
 ** REPL's, also given to a piped stdin (repl.c). */
 void ah_replglobals (lua_State *L);
 
+/* What the REPL shows and completes (replshow.c). */
+
+/* Prints its arguments, as lua's REPL prints the values of an input but
+** with tables readable (bounded, cycles marked); a lua_CFunction. */
+int ah_printvalues (lua_State *L);
+
+/* readline's completion of the word 'text': globals, fields and methods,
+** never file names.  NULL if none; runs no metamethod. */
+char **ah_replcomplete (lua_State *L, const char *text);
+
 #endif
