@@ -19,6 +19,8 @@
 #ifndef AH_INTERNAL_H
 #define AH_INTERNAL_H
 
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <uv.h>
 #include "lua.h"
@@ -228,9 +230,117 @@ void ah_pushcancelled (lua_State *L, ah_task *t);
 /* net.c: a stream on a fresh uv_pipe_t (for uv_spawn) */
 uv_stream_t *ah_pushpipestream (lua_State *L, ah_sched *S);
 
+/* net.c and netserver.c (asynchost.core.net): the stream object, shared
+** by streams (net.c) and by connect and servers (netserver.c) */
+#define AH_STREAM_MT  "asynchost.Stream"
+#define AH_SERVER_MT  "asynchost.Server"
+
+typedef struct ah_stream {
+  unsigned int tag;        /* AH_TAG_NET */
+  int isserver;
+  uv_stream_t *h;          /* a uv_tcp_t or a uv_pipe_t; NULL once closed */
+  ah_sched *S;
+  int selfref;             /* while writes or a shutdown are pending */
+  int pending;             /* writes and shutdowns in flight */
+  char *buf;               /* what arrived and was not read yet */
+  size_t off, len, cap;    /* buf[off .. off+len) is unread */
+  int eof;                 /* the peer is done writing */
+  int rerr;                /* a read error (libuv code), or 0 */
+  int werr;                /* a write error, or 0 */
+  int reading;             /* uv_read_start is on */
+  int readall;             /* a read() waits for the end: ignore HIWATER */
+  int closing;             /* close() asked: after the writes, close */
+  ah_task *reader, *drainer;
+  int handlerref;          /* server: the function run for each client */
+  char peerhost[64];       /* for error messages */
+  int peerport;
+  double timeout;          /* of each read, seconds; < 0: none */
+  uv_timer_t *rtimer;      /* the read timeout (malloc'ed), or NULL */
+  int timedout;            /* the current read ran out of time */
+} ah_stream;
+
+/* net.c, for netserver.c */
+ah_stream *ah_tostream (lua_State *L, int i, int server);
+ah_stream *ah_newstream (lua_State *L, ah_sched *S, int isserver);
+void ah_closestream (ah_stream *s);  /* closes the handle now */
+void ah_holdstream (lua_State *L, ah_stream *s, int i);  /* keep alive */
+void ah_unholdstream (ah_stream *s);
+void ah_notepeer (ah_stream *s);
+int ah_raiseneterror (lua_State *L, int err, const char *host, int port);
+int ah_streamaddr (lua_State *L, int server, int peer);  /* address, peer */
+int ah_streamgc (lua_State *L);
+/* netserver.c, for net.c's luaopen: the Server class; connect and listen
+** go in the table on top */
+void ah_openservers (lua_State *L, ah_sched *S);
+
+/* fs.c, fsfile.c, fswatch.c: the module asynchost.core.fs.  fs.c has the
+** requests, path functions, errors and luaopen; fsfile.c open files;
+** fswatch.c watchers */
+#define AH_FS_CHUNK  (64 * 1024)   /* a read of unknown length */
+#define AH_FS_MAXIO  (1u << 30)    /* most bytes in one read or write */
+int ah_fs_raiseerror (lua_State *L, int err, const char *path,
+                      const char *dest);  /* OSError or subclass, on path */
+const char *ah_fs_checkpath (lua_State *L, int i);  /* a string, strictly */
+void ah_fs_closelater (uv_loop_t *loop, uv_file fd);  /* nobody waits */
+void ah_fs_newfile (lua_State *L, ah_sched *S, uv_file fd,
+                    const char *path);  /* takes fd unless it raises */
+void ah_fs_fileclass (lua_State *L, ah_sched *S);
+int ah_fs_watcher (lua_State *L);  /* upvalue 1: the scheduler */
+void ah_fs_watcherclass (lua_State *L, ah_sched *S);
+
 /* signal.c: signal names ("SIGTERM", "TERM") and numbers */
 int ah_checksignum (lua_State *L, int i);
 const char *ah_signame (int signum);  /* NULL if unknown */
+
+/* marshal.c: plain Lua values to bytes and back, for the worker threads
+** (thread.c, pool.c) and the fuzz target (tests/fuzz_marshal.c) */
+/* how ah_encode names a value it refuses */
+enum { AH_ENC_ARGS,      /* 'bad argument #k to ...' (k is its index) */
+       AH_ENC_RESULTS,   /* 'cannot return ... (result #k)' */
+       AH_ENC_LENIENT }; /* a table with a metatable: its fields only */
+
+typedef struct ah_mbuf {  /* malloc'ed bytes */
+  char *p;
+  size_t n, cap;
+} ah_mbuf;
+
+int ah_mbuf_add (ah_mbuf *b, const void *s, size_t n);  /* 0: no memory */
+void ah_mbuf_free (ah_mbuf *b);
+void ah_encode (lua_State *L, int first, int n, ah_mbuf *b, int how);
+int ah_decode (lua_State *L, const char *p, size_t len);
+
+/* thread.c and pool.c: async.to_thread and executors (thread.c) run jobs
+** in the worker pool of pool.c */
+typedef struct ah_pool ah_pool;
+typedef struct ah_worker ah_worker;
+
+typedef struct ah_job {
+  struct ah_job *next;      /* in the queue or the done list */
+  ah_worker *w;             /* running it (under the pool's mutex) */
+  ah_mbuf in;               /* bytecode, then the arguments */
+  ah_mbuf out;              /* 'R' and the results, or 'E' and the error */
+  atomic_int stop;          /* interrupt it: nobody wants the results */
+  int state;                /* pool.c's J_*, under the pool's mutex */
+  /* the loop thread's */
+  ah_pool *P;
+  ah_sched *S;
+  int inpool, held;
+  ah_task *task;            /* the task waiting for it, or NULL */
+  ah_hookedfuture *fut;     /* or the future of submit(), or NULL */
+  int futref, exref;        /* submit(): the future and the executor */
+} ah_job;
+
+void ah_pool_start (lua_State *L, ah_sched *S, ah_pool **pp, int n);
+void ah_pool_end (lua_State *L, ah_pool *P, int drain);
+void ah_pool_openasync (lua_State *L, ah_pool *P);
+void ah_pool_submit (ah_pool *P, ah_job *j);
+void ah_pool_checkidle (ah_pool *P);
+void ah_pool_abandon (ah_job *j);
+void ah_pool_release (lua_State *L, ah_job *j);
+int ah_pool_inflight (ah_pool *P);
+void ah_pool_addcloser (ah_pool *P, ah_task *t);
+void ah_pool_delcloser (ah_pool *P, ah_task *t);
+void ah_thread_completefuture (lua_State *L, ah_job *j);  /* thread.c */
 
 /* trace.c: hooks of tracing, debug mode and --top, each called only
 ** behind 'if (S->trace)' so that they cost nothing when off */
@@ -258,6 +368,61 @@ void ah_trace_pushdumpinfo (lua_State *L, ah_task *t);
 int ah_trace_open (lua_State *L, const char *path, int flags);
 void ah_trace_fromenv (lua_State *L, ah_sched *S);
 void ah_trace_sigquit (lua_State *L);
+
+/* trace.c and top.c (the --top dashboard): the one ah_trace of a
+** scheduler, made by trace.c; trace.c's 'trec' and 'tspan' (struct
+** ah_trec, ah_tspan) are its recording */
+typedef struct ah_wcount {    /* waits of one kind that ended */
+  const char *what;
+  lua_Integer n;
+} ah_wcount;
+
+struct ah_trace {
+  ah_sched *S;
+  int flags;                  /* AH_TRACE_* */
+  struct ah_trace **box;      /* the userdata's pointer to us, or NULL */
+  int nclosing;               /* our handles being closed */
+  /* recording */
+  FILE *out;
+  char *path, *head, *tail;   /* tail != NULL: HTML around the JSON */
+  int written;
+  unsigned int seq0;          /* spawn number of the first recorded task */
+  struct ah_trec *tasks;
+  size_t ntasks, captasks;
+  struct ah_tspan *spans;
+  size_t nspans, capspans;
+  char *srcs[64];             /* interned chunk names */
+  int nsrcs;
+  /* counters */
+  lua_Integer spawned, steps, ended[4];
+  ah_wcount waits[32];
+  int nwaits;
+  /* the step or callback running */
+  ah_task *steptask;
+  uint64_t stepstart, cbstart;
+  char *detail;               /* of the wait the step is starting */
+  char *sample;               /* debug: traceback once past the threshold */
+  double sampleat;            /* ms into the step */
+  char cbsite[200];
+  /* debug */
+  uint64_t slow;              /* threshold, ns */
+  /* --top */
+  uv_timer_t *timer;
+  uv_signal_t *sigint;
+  int topon, renderref, drows, rows, cols;
+  uint64_t lastfire, lag, maxlag;
+  char *lastframe;            /* plain text, for the exit */
+};
+
+char *ah_trace_dupstr (const char *s);  /* malloc'ed copy, or NULL */
+double ah_trace_ms (uint64_t ns);
+void ah_trace_pushtracked (lua_State *L);  /* obj -> {kind...}, weak keys */
+/* top.c: starts the dashboard (1, or 0 with a message on the stack),
+** leaves it (the terminal as it was, then the last frame; 'uselua' 0:
+** no Lua, as from atexit), pushes its figures (core.trace.stats()) */
+int ah_top_start (lua_State *L, ah_trace *T);
+void ah_top_stop (ah_trace *T, int uselua);
+void ah_top_pushstats (lua_State *L, ah_trace *T, int maxtasks);
 
 /* core.c */
 void ah_openclasses (lua_State *L, ah_sched *S);

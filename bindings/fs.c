@@ -1,8 +1,10 @@
 /*
 ** asynchost.core.fs: files and directories on libuv's fs requests (they
-** run on libuv's thread pool; the loop never blocks), and watchers on
-** uv_fs_event.  lua/asynchost/fs.lua adds what composes these: mkdir -p,
-** rmtree, tempdir, scandir's iterator, and watch() (debounce, recursion).
+** run on libuv's thread pool; the loop never blocks).  This file holds the
+** requests, the path functions and the whole-file operations; open files
+** are in fsfile.c, watchers on uv_fs_event in fswatch.c.
+** lua/asynchost/fs.lua adds what composes these: mkdir -p, rmtree,
+** tempdir, scandir's iterator, and watch() (debounce, recursion).
 **
 ** A request outlives the task that made it: once a read runs in the
 ** thread pool nothing can stop it.  So a request ("job") is malloc'ed and
@@ -12,29 +14,15 @@
 ** chain several requests in C (read_file: open, fstat, read..., close) and
 ** wakes its task once, at the end; a task that gave up makes the chain
 ** skip to its cleanup (close the file, remove the temporary one).
-**
-** An open file (ffile) is owned the same way by its userdata and by the
-** operation in flight on it (at most one).  Reads fill a read-ahead buffer
-** in the ffile itself, so the data of a read whose task was cancelled is
-** kept for the next read.  An operation finding an orphan still in flight
-** waits for it first.
 */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include "asynchost.h"
 
 #define JOB_MT      "asynchost.fs.request"
-#define FILE_MT     "asynchost.File"
-#define WATCHER_MT  "asynchost.fs.Watcher"
-
-#define CHUNK   (64 * 1024)       /* a read of unknown length */
-#define MAXIO   (1u << 30)        /* most bytes in one read or write */
-#define QMAX    65536             /* watcher: most events kept unread */
 
 #define getsched(L)  ((ah_sched *)lua_touserdata(L, lua_upvalueindex(1)))
 
@@ -79,14 +67,14 @@ static void pushfserror (lua_State *L, int err, const char *path,
   }
 }
 
-static int raisefserror (lua_State *L, int err, const char *path,
+int ah_fs_raiseerror (lua_State *L, int err, const char *path,
                          const char *dest) {
   pushfserror(L, err, path, dest);
   return lua_error(L);
 }
 
 /* A path argument: a string, strictly (numbers are not paths). */
-static const char *checkpath (lua_State *L, int i) {
+const char *ah_fs_checkpath (lua_State *L, int i) {
   if (lua_type(L, i) != LUA_TSTRING) luaL_typeerror(L, i, "string");
   return lua_tostring(L, i);
 }
@@ -97,7 +85,7 @@ static void onclosed (uv_fs_t *req) {
 }
 
 /* Closes 'fd' in the thread pool; nobody waits for it. */
-static void closelater (uv_loop_t *loop, uv_file fd) {
+void ah_fs_closelater (uv_loop_t *loop, uv_file fd) {
   uv_fs_t *req = (uv_fs_t *)malloc(sizeof(uv_fs_t));
   if (req == NULL || uv_fs_close(loop, req, fd, onclosed) < 0) {
     uv_fs_t sync;  /* no memory: close it here rather than leak it */
@@ -147,7 +135,7 @@ static void onreq (uv_fs_t *req);
 
 static void unref (job *j) {
   if (--j->refs > 0) return;
-  if (j->fd >= 0) closelater(j->loop, j->fd);  /* opened for nobody */
+  if (j->fd >= 0) ah_fs_closelater(j->loop, j->fd);  /* opened for nobody */
   uv_fs_req_cleanup(&j->req);
   free(j->buf);
   free(j->path);
@@ -216,7 +204,8 @@ static int issue (job *j) {
     case S_FSTAT: return uv_fs_fstat(loop, req, j->fd, onreq);
     case S_READ: {
       size_t n = j->cap - j->len;
-      b = uv_buf_init(j->buf + j->len, (unsigned int)(n > MAXIO ? MAXIO : n));
+      b = uv_buf_init(j->buf + j->len,
+                      (unsigned int)(n > AH_FS_MAXIO ? AH_FS_MAXIO : n));
       return uv_fs_read(loop, req, j->fd, &b, 1, -1, onreq);
     }
     case S_STATDEST: return uv_fs_stat(loop, req, j->path, onreq);
@@ -228,7 +217,8 @@ static int issue (job *j) {
     case S_FCHMOD: return uv_fs_fchmod(loop, req, j->fd, j->mode, onreq);
     case S_WRITE: {
       size_t n = j->len - j->done;
-      b = uv_buf_init(j->buf + j->done, (unsigned int)(n > MAXIO ? MAXIO : n));
+      b = uv_buf_init(j->buf + j->done,
+                      (unsigned int)(n > AH_FS_MAXIO ? AH_FS_MAXIO : n));
       return uv_fs_write(loop, req, j->fd, &b, 1, -1, onreq);
     }
     case S_FSYNC: return uv_fs_fsync(loop, req, j->fd, onreq);
@@ -272,7 +262,7 @@ static int nextstep (job *j, ssize_t r) {
       int reg = S_ISREG(j->req.statbuf.st_mode);
       if (failed(j, r) || gone) return S_CLOSE;
       j->size = (reg && size > 0) ? (int64_t)size : -1;
-      if (!growbuf(j, j->size > 0 ? (size_t)size : CHUNK)) {
+      if (!growbuf(j, j->size > 0 ? (size_t)size : AH_FS_CHUNK)) {
         j->err = UV_ENOMEM;
         return S_CLOSE;
       }
@@ -469,8 +459,6 @@ static int pushscandir (lua_State *L, job *j) {
   return 2;
 }
 
-static void newfile (lua_State *L, job *j);
-
 static int jobk (lua_State *L, int status, lua_KContext ctx) {
   job **box = (job **)lua_touserdata(L, (int)ctx);
   job *j = *box;
@@ -493,7 +481,11 @@ static int jobk (lua_State *L, int status, lua_KContext ctx) {
     case J_EXISTS: lua_pushboolean(L, j->err == 0); n = 1; break;
     case J_MKDTEMP: lua_pushstring(L, j->req.path); n = 1; break;
     case J_SCANDIR: n = pushscandir(L, j); break;
-    case J_OPEN: newfile(L, j); n = 1; break;
+    case J_OPEN:  /* if this raises, the job still closes the fd */
+      ah_fs_newfile(L, j->S, j->fd, j->path);
+      j->fd = -1;
+      n = 1;
+      break;
     case J_READ: lua_pushlstring(L, j->buf ? j->buf : "", j->len); n = 1;
                  break;
     default: break;
@@ -512,7 +504,7 @@ static int jobk (lua_State *L, int status, lua_KContext ctx) {
 static int simple (lua_State *L, int kind, const char *fname,
                    const char *what) {
   ah_sched *S = getsched(L);
-  const char *path = checkpath(L, 1);
+  const char *path = ah_fs_checkpath(L, 1);
   ah_task *t = ah_current(S, L, fname);
   job *j = newjob(L, S, kind, path, NULL, 0);
   return startjob(L, t, j, what);
@@ -557,7 +549,7 @@ static int l_mkdtemp (lua_State *L) {
 /* mkdir(path, mode) */
 static int l_mkdir (lua_State *L) {
   ah_sched *S = getsched(L);
-  const char *path = checkpath(L, 1);
+  const char *path = ah_fs_checkpath(L, 1);
   int mode = (int)luaL_optinteger(L, 2, 0777);
   ah_task *t = ah_current(S, L, "mkdir");
   job *j = newjob(L, S, J_MKDIR, path, NULL, 0);
@@ -567,7 +559,7 @@ static int l_mkdir (lua_State *L) {
 
 static int l_rename (lua_State *L) {
   ah_sched *S = getsched(L);
-  const char *from = checkpath(L, 1), *to = checkpath(L, 2);
+  const char *from = ah_fs_checkpath(L, 1), *to = ah_fs_checkpath(L, 2);
   ah_task *t = ah_current(S, L, "rename");
   job *j = newjob(L, S, J_RENAME, from, to, 0);
   return startjob(L, t, j, "a rename");
@@ -576,7 +568,7 @@ static int l_rename (lua_State *L) {
 /* copy(src, dst [, {exclusive = bool}]) */
 static int l_copy (lua_State *L) {
   ah_sched *S = getsched(L);
-  const char *from = checkpath(L, 1), *to = checkpath(L, 2);
+  const char *from = ah_fs_checkpath(L, 1), *to = ah_fs_checkpath(L, 2);
   int flags = 0;
   ah_task *t;
   job *j;
@@ -594,7 +586,7 @@ static int l_copy (lua_State *L) {
 
 static int l_readfile (lua_State *L) {
   ah_sched *S = getsched(L);
-  const char *path = checkpath(L, 1);
+  const char *path = ah_fs_checkpath(L, 1);
   ah_task *t = ah_current(S, L, "read_file");
   job *j = newjob(L, S, J_READ, path, NULL, 0);
   j->step = S_OPEN;
@@ -606,7 +598,7 @@ static int l_readfile (lua_State *L) {
 ** to open it) or J_ATOMIC. */
 static int writefile (lua_State *L, int kind, int flags, const char *fname) {
   ah_sched *S = getsched(L);
-  const char *path = checkpath(L, 1);
+  const char *path = ah_fs_checkpath(L, 1);
   size_t len;
   const char *data;
   ah_task *t;
@@ -673,7 +665,7 @@ static int openflags (const char *mode) {
 /* open(path [, mode = "r"]) -> file */
 static int l_open (lua_State *L) {
   ah_sched *S = getsched(L);
-  const char *path = checkpath(L, 1);
+  const char *path = ah_fs_checkpath(L, 1);
   const char *mode = luaL_optstring(L, 2, "r");
   int flags = openflags(mode);
   ah_task *t;
@@ -687,884 +679,6 @@ static int l_open (lua_State *L) {
 
 /* }====================================================== */
 
-
-/* {======================================================
-** Open files
-** ======================================================= */
-
-enum { OP_READ, OP_WRITE, OP_FSYNC, OP_CLOSE };
-
-typedef struct fop fop;
-
-typedef struct ffile {
-  uv_loop_t *loop;
-  ah_sched *S;
-  uv_file fd;          /* -1 once closed (or being closed) */
-  char *path;          /* for error messages */
-  char *buf;           /* read ahead: buf[off, off+len) is unread */
-  size_t off, len, cap;
-  int eof;             /* the last read found the end */
-  int closed;          /* close() was called: no more operations */
-  int boxed;           /* the userdata is alive */
-  fop *busy;           /* the operation in flight, or NULL */
-  ah_task *waiter;     /* a task waiting for an orphaned 'busy' to end */
-  int res;             /* error of the last operation, for its task */
-} ffile;
-
-struct fop {
-  uv_fs_t req;
-  ffile *f;
-  ah_task *t;          /* NULL once its task gave up */
-  int kind;
-  uv_file fd;          /* OP_CLOSE: the descriptor closed */
-  char *data;          /* OP_WRITE: a copy of what is written */
-  size_t len, done;    /* OP_READ: room offered; OP_WRITE: written */
-};
-
-/* Frees 'f' or closes its descriptor, when nothing needs them any more. */
-static void settle (ffile *f) {
-  if (f->busy != NULL || f->waiter != NULL) return;
-  if (f->fd >= 0 && (f->closed || !f->boxed)) {
-    closelater(f->loop, f->fd);
-    f->fd = -1;
-  }
-  if (!f->boxed) {
-    free(f->buf);
-    free(f->path);
-    free(f);
-  }
-}
-
-static int issueop (fop *o);
-
-static void onop (uv_fs_t *req) {
-  fop *o = (fop *)req->data;
-  ffile *f = o->f;
-  ssize_t r = req->result;
-  uv_fs_req_cleanup(req);
-  if (o->kind == OP_READ) {
-    if (r > 0) f->len += (size_t)r;
-    else if (r == 0) f->eof = 1;
-  }
-  else if (o->kind == OP_WRITE && r > 0) {
-    o->done += (size_t)r;
-    if (o->done < o->len && o->t != NULL) {  /* a short write: go on */
-      if ((r = issueop(o)) == 0) return;
-    }
-  }
-  f->busy = NULL;
-  if (o->t != NULL) {
-    f->res = (r < 0) ? (int)r : 0;
-    ah_wake(o->t, AH_WAKE_OK);
-  }
-  else if (f->waiter != NULL) {
-    ah_task *w = f->waiter;
-    f->waiter = NULL;
-    ah_wake(w, AH_WAKE_OK);
-  }
-  free(o->data);
-  free(o);
-  settle(f);
-}
-
-static int issueop (fop *o) {
-  ffile *f = o->f;
-  uv_buf_t b;
-  o->req.data = o;
-  switch (o->kind) {
-    case OP_READ:
-      b = uv_buf_init(f->buf + f->off + f->len, (unsigned int)o->len);
-      return uv_fs_read(f->loop, &o->req, f->fd, &b, 1, -1, onop);
-    case OP_WRITE: {
-      size_t n = o->len - o->done;
-      b = uv_buf_init(o->data + o->done,
-                      (unsigned int)(n > MAXIO ? MAXIO : n));
-      return uv_fs_write(f->loop, &o->req, f->fd, &b, 1, -1, onop);
-    }
-    case OP_FSYNC: return uv_fs_fsync(f->loop, &o->req, f->fd, onop);
-    default: return uv_fs_close(f->loop, &o->req, o->fd, onop);
-  }
-}
-
-static void unop (ah_sched *S, ah_task *t) {
-  fop *o = (fop *)t->waitobj;
-  (void)S;
-  o->t = NULL;
-  if (o->kind != OP_CLOSE) uv_cancel((uv_req_t *)&o->req);
-}
-
-static void unfwait (ah_sched *S, ah_task *t) {
-  ffile *f = (ffile *)t->waitobj;
-  (void)S;
-  if (f->waiter == t) f->waiter = NULL;
-  settle(f);
-}
-
-static int raisefile (lua_State *L, ffile *f, int err) {
-  return raisefserror(L, err, f->path, NULL);
-}
-
-static ffile *tofile (lua_State *L, int i) {
-  return *(ffile **)luaL_checkudata(L, i, FILE_MT);
-}
-
-static ffile *checkfile (lua_State *L, int i) {
-  ffile *f = tofile(L, i);
-  if (f == NULL || f->closed)
-    luaL_error(L, "attempt to use a closed file");
-  return f;
-}
-
-/* After a wait on 'f': raises if the task was cancelled or the file was
-** closed meanwhile. */
-static ffile *resumefile (lua_State *L) {
-  ffile *f = *(ffile **)lua_touserdata(L, 1);
-  ah_checkwake(L, f->S->current);
-  if (f->closed) luaL_error(L, "attempt to use a closed file");
-  return f;
-}
-
-/* Makes the running task wait until the orphaned operation in flight on
-** 'f' ends; then k(ctx) goes on.  Two tasks may not use a file at once. */
-static int waitidle (lua_State *L, ffile *f, lua_KFunction k,
-                     lua_KContext ctx) {
-  ah_task *t = ah_current(f->S, L, "a file method");
-  if (f->busy->t != NULL || f->waiter != NULL)
-    return luaL_error(L, "another task is using this file");
-  f->res = 0;
-  if (!ah_wait(t, unfwait, f, "a file")) f->waiter = t;
-  return ah_suspend(L, k, ctx);
-}
-
-/* Starts operation 'o' on 'f' for task 't'; k(ctx) goes on after. */
-static int startop (lua_State *L, ah_task *t, ffile *f, fop *o,
-                    lua_KFunction k, lua_KContext ctx, const char *what) {
-  int r;
-  f->res = 0;
-  o->f = f;
-  if (ah_wait(t, unop, o, what)) {  /* cancelled already */
-    if (o->kind == OP_CLOSE) closelater(f->loop, o->fd);
-    free(o->data);
-    free(o);
-    return ah_suspend(L, k, ctx);
-  }
-  if ((r = issueop(o)) < 0) {
-    t->unwait = NULL;
-    if (o->kind == OP_CLOSE) closelater(f->loop, o->fd);
-    free(o->data);
-    free(o);
-    return raisefile(L, f, r);
-  }
-  o->t = t;
-  f->busy = o;
-  return ah_suspend(L, k, ctx);
-}
-
-static fop *newop (lua_State *L, int kind) {
-  fop *o = (fop *)calloc(1, sizeof(fop));
-  if (o == NULL) luaL_error(L, "not enough memory");
-  o->kind = kind;
-  return o;
-}
-
-static int filegc (lua_State *L) {
-  ffile **box = (ffile **)lua_touserdata(L, 1);
-  ffile *f = *box;
-  if (f == NULL) return 0;
-  *box = NULL;
-  f->boxed = 0;
-  f->closed = 1;
-  if (f->busy != NULL) f->busy->t = NULL;  /* its task is gone too */
-  f->waiter = NULL;
-  settle(f);
-  return 0;
-}
-
-/* Pushes a file for the descriptor job 'j' opened (taken from it). */
-static void newfile (lua_State *L, job *j) {
-  ffile **box = (ffile **)lua_newuserdatauv(L, sizeof(ffile *), 0);
-  ffile *f;
-  *box = NULL;
-  luaL_setmetatable(L, FILE_MT);
-  if ((f = (ffile *)calloc(1, sizeof(ffile))) == NULL ||
-      (f->path = strdup(j->path)) == NULL) {
-    free(f);
-    luaL_error(L, "not enough memory");  /* the job closes the fd */
-  }
-  f->loop = j->loop;
-  f->S = j->S;
-  f->fd = j->fd;
-  f->boxed = 1;
-  j->fd = -1;
-  *box = f;
-}
-
-
-/* Reading */
-
-static int isnumfmt (lua_State *L, int i) {
-  return lua_type(L, i) == LUA_TNUMBER;
-}
-
-static void checkformats (lua_State *L, int first, int last) {
-  int i;
-  for (i = first; i <= last; i++) {
-    if (isnumfmt(L, i)) {
-      luaL_argcheck(L, luaL_checkinteger(L, i) >= 0, i,
-                    "non-negative integer expected");
-    }
-    else {
-      const char *p = luaL_checkstring(L, i);
-      if (*p == '*') p++;  /* Lua 5.3 style "*l" */
-      luaL_argcheck(L, *p == 'a' || *p == 'l' || *p == 'L', i,
-                    "invalid format");
-    }
-  }
-}
-
-/* Pushes 'n' unread bytes and consumes 'n + skip'. */
-static void take (lua_State *L, ffile *f, size_t n, size_t skip) {
-  lua_pushlstring(L, n > 0 ? f->buf + f->off : "", n);
-  f->off += n + skip;
-  f->len -= n + skip;
-  if (f->len == 0) f->off = 0;
-}
-
-/* Does the formats at 2..nf+1 not done yet (their results so far sit
-** above them).  Returns the number of results, or -1 when *want more bytes
-** must be read first. */
-static int readformats (lua_State *L, ffile *f, int nf, size_t *want) {
-  int i;
-  size_t grow = f->len > CHUNK ? f->len : CHUNK;  /* reads double */
-  for (i = lua_gettop(L) - nf - 1; i < nf; i++) {
-    int arg = i + 2;
-    if (isnumfmt(L, arg)) {
-      size_t n = (size_t)lua_tointeger(L, arg);
-      if (f->len >= n && (n > 0 || f->len > 0)) take(L, f, n, 0);
-      else if (f->eof) {
-        if (f->len == 0) { lua_pushnil(L); return i + 1; }
-        take(L, f, f->len, 0);
-      }
-      else {
-        *want = (n - f->len > CHUNK) ? n - f->len : CHUNK;
-        return -1;
-      }
-    }
-    else {
-      const char *p = lua_tostring(L, arg);
-      const char *nl;
-      if (*p == '*') p++;
-      if (*p == 'a') {
-        if (!f->eof) { *want = grow; return -1; }
-        take(L, f, f->len, 0);
-      }
-      else if (f->len > 0 &&
-               (nl = (const char *)memchr(f->buf + f->off, '\n', f->len))
-               != NULL) {
-        size_t n = (size_t)(nl - (f->buf + f->off));
-        if (*p == 'L') take(L, f, n + 1, 0);
-        else take(L, f, n, 1);
-      }
-      else if (f->eof) {  /* the last line, without a newline */
-        if (f->len == 0) { lua_pushnil(L); return i + 1; }
-        take(L, f, f->len, 0);
-      }
-      else { *want = grow; return -1; }
-    }
-  }
-  return nf;
-}
-
-static int readk (lua_State *L, int status, lua_KContext nf);
-
-/* Reads into the buffer 'want' more bytes (at most), then readk. */
-static int fill (lua_State *L, ffile *f, size_t want, int nf) {
-  ah_task *t = ah_current(f->S, L, "read");
-  fop *o;
-  if (want > MAXIO) want = MAXIO;
-  if (f->off > 0) {  /* compact */
-    if (f->len > 0) memmove(f->buf, f->buf + f->off, f->len);
-    f->off = 0;
-  }
-  if (f->cap - f->len < want) {
-    char *b = (char *)realloc(f->buf, f->len + want);
-    if (b == NULL) return luaL_error(L, "not enough memory");
-    f->buf = b;
-    f->cap = f->len + want;
-  }
-  o = newop(L, OP_READ);
-  o->len = want;
-  return startop(L, t, f, o, readk, nf, "a file read");
-}
-
-static int readstep (lua_State *L, ffile *f, int nf) {
-  size_t want = 0;
-  int n;
-  if (f->busy != NULL) return waitidle(L, f, readk, nf);
-  if ((n = readformats(L, f, nf, &want)) >= 0) return n;
-  return fill(L, f, want, nf);
-}
-
-static int readk (lua_State *L, int status, lua_KContext nf) {
-  ffile *f = resumefile(L);
-  (void)status;
-  if (f->res < 0) {
-    int err = f->res;
-    f->res = 0;
-    return raisefile(L, f, err);
-  }
-  return readstep(L, f, (int)nf);
-}
-
-/* read(...): formats as file:read's: n (bytes), "a", "l", "L"; none: "l" */
-static int f_read (lua_State *L) {
-  ffile *f = checkfile(L, 1);
-  int nf = lua_gettop(L) - 1;
-  if (nf == 0) { lua_pushliteral(L, "l"); nf = 1; }
-  checkformats(L, 2, nf + 1);
-  f->eof = 0;  /* try again at the end: the file may have grown */
-  return readstep(L, f, nf);
-}
-
-static int linesiter (lua_State *L) {
-  ffile *f = *(ffile **)lua_touserdata(L, lua_upvalueindex(1));
-  int nf = (int)lua_tointeger(L, lua_upvalueindex(2)), i;
-  if (f == NULL || f->closed)
-    return luaL_error(L, "attempt to use a closed file");
-  lua_settop(L, 0);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  for (i = 1; i <= nf; i++) lua_pushvalue(L, lua_upvalueindex(2 + i));
-  f->eof = 0;
-  return readstep(L, f, nf);
-}
-
-/* lines(...) -> iterator: each call reads with the formats (default "l") */
-static int f_lines (lua_State *L) {
-  int nf = lua_gettop(L) - 1;
-  checkfile(L, 1);
-  luaL_argcheck(L, nf <= 250, 252, "too many arguments");
-  if (nf == 0) { lua_pushliteral(L, "l"); nf = 1; }
-  checkformats(L, 2, nf + 1);
-  lua_pushinteger(L, nf);
-  lua_insert(L, 2);
-  lua_pushcclosure(L, linesiter, nf + 2);
-  return 1;
-}
-
-
-/* Writing, seeking, closing */
-
-/* Drops the read-ahead, putting the descriptor's offset back where the
-** reader is. */
-static void unreadahead (lua_State *L, ffile *f) {
-  if (f->len > 0 && lseek(f->fd, -(off_t)f->len, SEEK_CUR) < 0)
-    raisefile(L, f, uv_translate_sys_error(errno));
-  f->off = f->len = 0;
-  f->eof = 0;
-}
-
-static int writek (lua_State *L, int status, lua_KContext ctx);
-
-static int writestep (lua_State *L, ffile *f) {
-  int i, n = lua_gettop(L);
-  size_t total = 0, len;
-  ah_task *t;
-  fop *o;
-  if (f->busy != NULL) return waitidle(L, f, writek, 0);
-  for (i = 2; i <= n; i++) {
-    lua_tolstring(L, i, &len);
-    total += len;
-  }
-  if (total == 0) { lua_settop(L, 1); return 1; }
-  t = ah_current(f->S, L, "write");
-  unreadahead(L, f);
-  o = newop(L, OP_WRITE);
-  if ((o->data = (char *)malloc(total)) == NULL) {
-    free(o);
-    return luaL_error(L, "not enough memory");
-  }
-  for (i = 2; i <= n; i++) {  /* a copy: the strings may go before it ends */
-    const char *s = lua_tolstring(L, i, &len);
-    if (len > 0) memcpy(o->data + o->len, s, len);
-    o->len += len;
-  }
-  return startop(L, t, f, o, writek, 1, "a file write");
-}
-
-static int writek (lua_State *L, int status, lua_KContext ctx) {
-  ffile *f = resumefile(L);
-  (void)status;
-  if (ctx == 0) return writestep(L, f);  /* the file is free now */
-  if (f->res < 0) {
-    int err = f->res;
-    f->res = 0;
-    return raisefile(L, f, err);
-  }
-  lua_settop(L, 1);
-  return 1;
-}
-
-/* write(...): strings or numbers, written before it returns; -> file */
-static int f_write (lua_State *L) {
-  ffile *f = checkfile(L, 1);
-  int i, n = lua_gettop(L);
-  for (i = 2; i <= n; i++) luaL_checkstring(L, i);
-  return writestep(L, f);
-}
-
-static int synck (lua_State *L, int status, lua_KContext ctx);
-
-static int syncstep (lua_State *L, ffile *f) {
-  ah_task *t;
-  if (f->busy != NULL) return waitidle(L, f, synck, 0);
-  t = ah_current(f->S, L, "sync");
-  return startop(L, t, f, newop(L, OP_FSYNC), synck, 1, "a file sync");
-}
-
-static int synck (lua_State *L, int status, lua_KContext ctx) {
-  ffile *f = resumefile(L);
-  (void)status;
-  if (ctx == 0) return syncstep(L, f);
-  if (f->res < 0) {
-    int err = f->res;
-    f->res = 0;
-    return raisefile(L, f, err);
-  }
-  return 0;
-}
-
-/* sync(): fsync, the data is on the disk */
-static int f_sync (lua_State *L) {
-  lua_settop(L, 1);
-  return syncstep(L, checkfile(L, 1));
-}
-
-/* flush(): nothing to do (writes are not buffered); -> file */
-static int f_flush (lua_State *L) {
-  checkfile(L, 1);
-  lua_settop(L, 1);
-  return 1;
-}
-
-static int seekk (lua_State *L, int status, lua_KContext ctx);
-
-static int seekstep (lua_State *L, ffile *f) {
-  static const int mode[] = {SEEK_SET, SEEK_CUR, SEEK_END};
-  static const char *const modenames[] = {"set", "cur", "end", NULL};
-  int op = luaL_checkoption(L, 2, "cur", modenames);
-  lua_Integer off = luaL_optinteger(L, 3, 0);
-  off_t pos;
-  if (f->busy != NULL) return waitidle(L, f, seekk, 0);
-  /* lseek does no I/O: it only sets the descriptor's offset */
-  if (op == 1 && off == 0) {  /* where are we? (keeps the read-ahead) */
-    if ((pos = lseek(f->fd, 0, SEEK_CUR)) < 0)
-      return raisefile(L, f, uv_translate_sys_error(errno));
-    lua_pushinteger(L, (lua_Integer)pos - (lua_Integer)f->len);
-    return 1;
-  }
-  if (op == 1) off -= (lua_Integer)f->len;
-  if ((pos = lseek(f->fd, (off_t)off, mode[op])) < 0)
-    return raisefile(L, f, uv_translate_sys_error(errno));
-  f->off = f->len = 0;
-  f->eof = 0;
-  lua_pushinteger(L, (lua_Integer)pos);
-  return 1;
-}
-
-static int seekk (lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
-  return seekstep(L, resumefile(L));
-}
-
-/* seek([whence = "cur" [, offset = 0]]) -> position, as file:seek */
-static int f_seek (lua_State *L) {
-  return seekstep(L, checkfile(L, 1));
-}
-
-static int closek (lua_State *L, int status, lua_KContext ctx);
-
-static int closestep (lua_State *L, ffile *f) {
-  ah_sched *S = f->S;
-  fop *o;
-  ah_task *t;
-  if (S->current == NULL || !lua_isyieldable(L) || f->waiter != NULL ||
-      (f->busy != NULL && f->busy->t != NULL)) {
-    settle(f);  /* closes in the background, now or after 'busy' */
-    return 0;
-  }
-  if (f->busy != NULL) {  /* an orphan: wait for it, then close */
-    t = S->current;
-    if (!ah_wait(t, unfwait, f, "a file")) f->waiter = t;
-    return ah_suspend(L, closek, 0);
-  }
-  if (f->fd < 0) return 0;
-  t = S->current;
-  o = newop(L, OP_CLOSE);
-  o->fd = f->fd;
-  f->fd = -1;
-  return startop(L, t, f, o, closek, 1, "a file close");
-}
-
-static int closek (lua_State *L, int status, lua_KContext ctx) {
-  ffile *f = *(ffile **)lua_touserdata(L, 1);
-  (void)status;
-  ah_checkwake(L, f->S->current);
-  if (ctx == 0) return closestep(L, f);
-  if (f->res < 0) {
-    int err = f->res;
-    f->res = 0;
-    return raisefile(L, f, err);
-  }
-  return 0;
-}
-
-/* close(): waits for the close; again on a closed file: nothing.  Outside
-** a task (or where it cannot wait) the file closes in the background. */
-static int f_close (lua_State *L) {
-  ffile *f = tofile(L, 1);
-  if (f == NULL || f->closed) return 0;
-  f->closed = 1;
-  lua_settop(L, 1);
-  return closestep(L, f);
-}
-
-static int f_tostring (lua_State *L) {
-  ffile *f = tofile(L, 1);
-  if (f == NULL || f->closed) lua_pushliteral(L, "File (closed)");
-  else lua_pushfstring(L, "File (%s)", f->path);
-  return 1;
-}
-
-/* }====================================================== */
-
-
-/* {======================================================
-** Watchers: uv_fs_event handles feeding one queue of events
-** ======================================================= */
-
-typedef struct watcher watcher;
-
-typedef struct wnode {  /* one watched path */
-  uv_fs_event_t h;
-  watcher *w;          /* NULL once let go (closing) */
-  int isdir;           /* events name entries of the directory */
-  char path[1];        /* as given (allocated longer) */
-} wnode;
-
-typedef struct wevent {
-  char *path;
-  int rename;          /* UV_RENAME (else UV_CHANGE) */
-} wevent;
-
-struct watcher {
-  ah_sched *S;
-  wnode **nodes;
-  int nnodes, capnodes;
-  wevent *q;           /* ring of events not read yet */
-  size_t qhead, qlen, qcap;
-  ah_task *waiter;
-  uv_timer_t *timer;   /* poll's timeout (malloc'ed), or NULL */
-  int timedout;
-  int closed;
-  int err;             /* an error a handle reported, or 0 */
-};
-
-static void freehandle (uv_handle_t *h) {
-  free(h);
-}
-
-static void wakewaiter (watcher *w) {
-  if (w->waiter != NULL) {
-    ah_task *t = w->waiter;
-    w->waiter = NULL;
-    ah_wake(t, AH_WAKE_OK);
-  }
-}
-
-static void push (watcher *w, char *path, int rename) {
-  wevent *e;
-  if (w->qlen > 0) {  /* the same as the last one: once is enough */
-    e = &w->q[(w->qhead + w->qlen - 1) % w->qcap];
-    if (e->rename == rename && strcmp(e->path, path) == 0) {
-      free(path);
-      return;
-    }
-  }
-  if (w->qlen == w->qcap) {
-    size_t ncap = w->qcap ? w->qcap * 2 : 16, i;
-    wevent *nq;
-    if (w->qcap >= QMAX ||
-        (nq = (wevent *)malloc(ncap * sizeof(wevent))) == NULL) {
-      free(path);  /* nobody reads: drop it */
-      return;
-    }
-    for (i = 0; i < w->qlen; i++) nq[i] = w->q[(w->qhead + i) % w->qcap];
-    free(w->q);
-    w->q = nq;
-    w->qhead = 0;
-    w->qcap = ncap;
-  }
-  e = &w->q[(w->qhead + w->qlen++) % w->qcap];
-  e->path = path;
-  e->rename = rename;
-}
-
-/* Is 'name' the last component of 'path'?  On Linux an event about the
-** watched directory itself (deleted, moved, chmod'ed) comes with that name
-** (libuv names it so); it is reported as the directory.  (An entry named as
-** its directory is then mistaken for it.) */
-static int isself (const char *path, size_t plen, const char *name) {
-  size_t nlen = strlen(name);
-  while (plen > 1 && path[plen - 1] == '/') plen--;
-  return nlen > 0 && nlen <= plen &&
-         memcmp(path + plen - nlen, name, nlen) == 0 &&
-         (nlen == plen || path[plen - nlen - 1] == '/');
-}
-
-static void onevent (uv_fs_event_t *h, const char *name, int events,
-                     int status) {
-  wnode *n = (wnode *)h->data;
-  watcher *w = n->w;
-  size_t plen = strlen(n->path);
-  char *path;
-  if (w == NULL) return;
-  if (status < 0) {
-    if (w->err == 0) w->err = status;
-    wakewaiter(w);
-    return;
-  }
-  if (n->isdir && name != NULL && !isself(n->path, plen, name)) {
-    /* "dir" + "/" + name */
-    int slash = plen > 0 && n->path[plen - 1] != '/';
-    if ((path = (char *)malloc(plen + slash + strlen(name) + 1)) == NULL)
-      return;
-    memcpy(path, n->path, plen);
-    if (slash) path[plen] = '/';
-    strcpy(path + plen + slash, name);
-  }
-  else if ((path = strdup(n->path)) == NULL)
-    return;
-  push(w, path, (events & UV_RENAME) != 0);
-  wakewaiter(w);
-}
-
-static watcher *checkwatcher (lua_State *L, int i) {
-  return (watcher *)luaL_checkudata(L, i, WATCHER_MT);
-}
-
-static void closenode (wnode *n) {
-  n->w = NULL;
-  uv_close((uv_handle_t *)&n->h, freehandle);
-}
-
-static void closewatcher (watcher *w) {
-  int i;
-  if (w->closed) return;
-  w->closed = 1;
-  for (i = 0; i < w->nnodes; i++) closenode(w->nodes[i]);
-  free(w->nodes);
-  w->nodes = NULL;
-  w->nnodes = w->capnodes = 0;
-  while (w->qlen > 0) {
-    free(w->q[w->qhead].path);
-    w->qhead = (w->qhead + 1) % w->qcap;
-    w->qlen--;
-  }
-  free(w->q);
-  w->q = NULL;
-  w->qcap = 0;
-  if (w->timer != NULL) {
-    w->timer->data = NULL;
-    uv_close((uv_handle_t *)w->timer, freehandle);
-    w->timer = NULL;
-  }
-}
-
-/* watcher() -> a watcher watching nothing yet */
-static int l_watcher (lua_State *L) {
-  watcher *w = (watcher *)lua_newuserdatauv(L, sizeof(watcher), 0);
-  memset(w, 0, sizeof(*w));
-  w->S = getsched(L);
-  luaL_setmetatable(L, WATCHER_MT);
-  return 1;
-}
-
-/* add(path, isdir): watches path (the directory's entries if isdir) */
-static int w_add (lua_State *L) {
-  watcher *w = checkwatcher(L, 1);
-  const char *path = checkpath(L, 2);
-  int isdir = lua_toboolean(L, 3), r;
-  wnode *n;
-  if (w->closed) return luaL_error(L, "attempt to use a closed watcher");
-  if (w->nnodes == w->capnodes) {
-    int ncap = w->capnodes ? w->capnodes * 2 : 4;
-    wnode **nn = (wnode **)realloc(w->nodes, ncap * sizeof(wnode *));
-    if (nn == NULL) return luaL_error(L, "not enough memory");
-    w->nodes = nn;
-    w->capnodes = ncap;
-  }
-  if ((n = (wnode *)malloc(sizeof(wnode) + strlen(path))) == NULL)
-    return luaL_error(L, "not enough memory");
-  strcpy(n->path, path);
-  n->isdir = isdir;
-  n->w = w;
-  uv_fs_event_init(w->S->loop, &n->h);
-  n->h.data = n;
-  /* inotify_add_watch: no I/O, the loop does not wait */
-  if ((r = uv_fs_event_start(&n->h, onevent, path, 0)) < 0) {
-    closenode(n);
-    return raisefserror(L, r, path, NULL);
-  }
-  w->nodes[w->nnodes++] = n;
-  return 0;
-}
-
-/* remove(path): stops watching path and what is under it; -> count */
-static int w_remove (lua_State *L) {
-  watcher *w = checkwatcher(L, 1);
-  size_t len;
-  const char *path = luaL_checklstring(L, 2, &len);
-  int i, j = 0, n = 0;
-  for (i = 0; i < w->nnodes; i++) {
-    wnode *x = w->nodes[i];
-    if (strncmp(x->path, path, len) == 0 &&
-        (x->path[len] == '\0' || x->path[len] == '/')) {
-      closenode(x);
-      n++;
-    }
-    else w->nodes[j++] = x;
-  }
-  w->nnodes = j;
-  lua_pushinteger(L, n);
-  return 1;
-}
-
-static void ontimeout (uv_timer_t *tm) {
-  watcher *w = (watcher *)tm->data;
-  if (w == NULL) return;
-  w->timedout = 1;
-  wakewaiter(w);
-}
-
-static void unpoll (ah_sched *S, ah_task *t) {
-  watcher *w = (watcher *)t->waitobj;
-  (void)S;
-  if (w->waiter == t) w->waiter = NULL;
-  if (w->timer != NULL) uv_timer_stop(w->timer);
-}
-
-static int pollk (lua_State *L, int status, lua_KContext ctx);
-
-static int pollstep (lua_State *L, watcher *w, int timedout) {
-  lua_Number timeout = luaL_optnumber(L, 2, -1);
-  ah_task *t;
-  if (w->qlen > 0) {
-    wevent *e = &w->q[w->qhead];
-    lua_pushstring(L, e->path);
-    lua_pushstring(L, e->rename ? "rename" : "change");
-    free(e->path);
-    w->qhead = (w->qhead + 1) % w->qcap;
-    w->qlen--;
-    return 2;
-  }
-  if (w->err != 0) {
-    int err = w->err;
-    w->err = 0;
-    return raisefserror(L, err, w->nnodes ? w->nodes[0]->path : "?", NULL);
-  }
-  if (w->closed || timedout || timeout == 0) return 0;
-  if (w->waiter != NULL)
-    return luaL_error(L, "another task is already waiting on this watcher");
-  t = ah_current(w->S, L, "next");
-  if (!ah_wait(t, unpoll, w, "a file watcher")) {
-    w->waiter = t;
-    if (timeout > 0) {
-      if (w->timer == NULL) {
-        if ((w->timer = (uv_timer_t *)malloc(sizeof(uv_timer_t))) == NULL) {
-          ah_abortwait(w->S, t);
-          return luaL_error(L, "not enough memory");
-        }
-        uv_timer_init(w->S->loop, w->timer);
-        w->timer->data = w;
-      }
-      w->timedout = 0;
-      uv_update_time(w->S->loop);
-      uv_timer_start(w->timer, ontimeout,
-                     (uint64_t)(timeout > 1e9 ? 1e12 : timeout * 1000 + 0.999),
-                     0);
-    }
-  }
-  return ah_suspend(L, pollk, 0);
-}
-
-static int pollk (lua_State *L, int status, lua_KContext ctx) {
-  watcher *w = (watcher *)lua_touserdata(L, 1);
-  int timedout = w->timedout;
-  (void)status; (void)ctx;
-  w->timedout = 0;
-  if (w->timer != NULL) uv_timer_stop(w->timer);
-  ah_checkwake(L, w->S->current);
-  return pollstep(L, w, timedout);
-}
-
-/* poll([timeout]) -> path, "change"|"rename"; nothing when closed or
-** after timeout seconds without an event */
-static int w_poll (lua_State *L) {
-  watcher *w = checkwatcher(L, 1);
-  if (!lua_isnoneornil(L, 2))
-    luaL_argcheck(L, luaL_checknumber(L, 2) >= 0, 2,
-                  "non-negative number expected");
-  lua_settop(L, 2);
-  return pollstep(L, w, 0);
-}
-
-static int w_close (lua_State *L) {
-  watcher *w = checkwatcher(L, 1);
-  closewatcher(w);
-  wakewaiter(w);  /* it reads nothing: the end */
-  return 0;
-}
-
-static int w_gc (lua_State *L) {
-  watcher *w = checkwatcher(L, 1);
-  w->waiter = NULL;
-  closewatcher(w);
-  return 0;
-}
-
-/* }====================================================== */
-
-
-static const luaL_Reg filemeth[] = {
-  {"read", f_read},
-  {"lines", f_lines},
-  {"write", f_write},
-  {"seek", f_seek},
-  {"sync", f_sync},
-  {"flush", f_flush},
-  {"close", f_close},
-  {NULL, NULL}
-};
-
-static const luaL_Reg filemetameth[] = {
-  {"__tostring", f_tostring},
-  {"__close", f_close},
-  {"__gc", filegc},
-  {NULL, NULL}
-};
-
-static const luaL_Reg watchermeth[] = {
-  {"add", w_add},
-  {"remove", w_remove},
-  {"poll", w_poll},
-  {"close", w_close},
-  {NULL, NULL}
-};
-
-static const luaL_Reg watchermetameth[] = {
-  {"__gc", w_gc},
-  {NULL, NULL}
-};
 
 static const luaL_Reg jobmetameth[] = {
   {"__gc", jobgc},
@@ -1591,14 +705,14 @@ static const luaL_Reg funcs[] = {
   {"rename", l_rename},
   {"copy", l_copy},
   {"mkdtemp", l_mkdtemp},
-  {"watcher", l_watcher},
+  {"watcher", ah_fs_watcher},
   {NULL, NULL}
 };
 
 int luaopen_asynchost_core_fs (lua_State *L) {
   ah_sched *S = ah_sched_get(L);
-  ah_newclass(L, S, -1, FILE_MT, filemeth, filemetameth);
-  ah_newclass(L, S, -1, WATCHER_MT, watchermeth, watchermetameth);
+  ah_fs_fileclass(L, S);
+  ah_fs_watcherclass(L, S);
   ah_newclass(L, S, -1, JOB_MT, noneth, jobmetameth);
   lua_newtable(L);
   lua_pushlightuserdata(L, S);

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <math.h>
 #include "lauxlib.h"
-#include "marshal.h"
+#include "asynchost.h"
 
 #define MAXDEPTH  100
 

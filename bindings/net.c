@@ -1,5 +1,7 @@
 /*
-** asynchost.core.net: TCP streams and servers, asyncio-streams style.
+** asynchost.core.net: TCP streams, asyncio-streams style.  This file holds
+** the stream object, reading, writing, closing, pipe streams and luaopen;
+** connecting and servers are in netserver.c.
 **
 ** A stream buffers what arrives (reading stops above a high-water mark:
 ** the peer is slowed down rather than our memory filled) and hands it out
@@ -14,13 +16,9 @@
 ** stream's reads, and one on its drain.
 */
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "asynchost.h"
-
-#define STREAM_MT  "asynchost.Stream"
-#define SERVER_MT  "asynchost.Server"
 
 #define HIWATER   (256 * 1024)  /* read buffer: stop reading above this */
 #define CHUNK     (64 * 1024)   /* read buffer: room offered to libuv */
@@ -29,41 +27,17 @@
 
 enum { OP_READ, OP_READALL, OP_UNTIL, OP_EXACTLY, OP_LINE };
 
-typedef struct stream {
-  unsigned int tag;        /* AH_TAG_NET */
-  int isserver;
-  uv_stream_t *h;          /* a uv_tcp_t or a uv_pipe_t; NULL once closed */
-  ah_sched *S;
-  int selfref;             /* while writes or a shutdown are pending */
-  int pending;             /* writes and shutdowns in flight */
-  char *buf;               /* what arrived and was not read yet */
-  size_t off, len, cap;    /* buf[off .. off+len) is unread */
-  int eof;                 /* the peer is done writing */
-  int rerr;                /* a read error (libuv code), or 0 */
-  int werr;                /* a write error, or 0 */
-  int reading;             /* uv_read_start is on */
-  int readall;             /* a read() waits for the end: ignore HIWATER */
-  int closing;             /* close() asked: after the writes, close */
-  ah_task *reader, *drainer;
-  int handlerref;          /* server: the function run for each client */
-  char peerhost[64];       /* for error messages */
-  int peerport;
-  double timeout;          /* of each read, seconds; < 0: none */
-  uv_timer_t *rtimer;      /* the read timeout (malloc'ed), or NULL */
-  int timedout;            /* the current read ran out of time */
-} stream;
-
 #define getsched(L)  ((ah_sched *)lua_touserdata(L, lua_upvalueindex(1)))
 
-static stream *tostream (lua_State *L, int i, int server) {
-  stream *s = (stream *)ah_totagged(L, i, AH_TAG_NET, stream);
+ah_stream *ah_tostream (lua_State *L, int i, int server) {
+  ah_stream *s = (ah_stream *)ah_totagged(L, i, AH_TAG_NET, ah_stream);
   if (s == NULL || s->isserver != server)
     luaL_typeerror(L, i, server ? "server" : "stream");
   return s;
 }
 
-static stream *checkopen (lua_State *L, int i) {
-  stream *s = tostream(L, i, 0);
+static ah_stream *checkopen (lua_State *L, int i) {
+  ah_stream *s = ah_tostream(L, i, 0);
   if (s->h == NULL && !s->closing)
     luaL_error(L, "attempt to use a closed stream");
   return s;
@@ -99,19 +73,19 @@ static void pushneterror (lua_State *L, int err, const char *host, int port) {
   }
 }
 
-static int raiseneterror (lua_State *L, int err, const char *host, int port) {
+int ah_raiseneterror (lua_State *L, int err, const char *host, int port) {
   pushneterror(L, err, host, port);
   return lua_error(L);
 }
 
 /* An error of stream 's', naming its peer. */
-static int raisestreamerror (lua_State *L, stream *s, int err) {
-  return raiseneterror(L, err, s->peerhost[0] ? s->peerhost : NULL,
-                       s->peerport);
+static int raisestreamerror (lua_State *L, ah_stream *s, int err) {
+  return ah_raiseneterror(L, err, s->peerhost[0] ? s->peerhost : NULL,
+                          s->peerport);
 }
 
 /* Remembers the peer's address, for the messages of later errors. */
-static void notepeer (stream *s) {
+void ah_notepeer (ah_stream *s) {
   struct sockaddr_storage a;
   int len = (int)sizeof(a);
   if (s->h == NULL || s->h->type != UV_TCP ||
@@ -138,21 +112,21 @@ static void freehandle (uv_handle_t *h) {
   free(h);
 }
 
-static void hold (lua_State *L, stream *s, int i) {
+void ah_holdstream (lua_State *L, ah_stream *s, int i) {
   if (s->pending++ == 0) {
     lua_pushvalue(L, i);
     s->selfref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
 }
 
-static void unhold (stream *s) {
+void ah_unholdstream (ah_stream *s) {
   if (--s->pending == 0) {
     luaL_unref(s->S->L, LUA_REGISTRYINDEX, s->selfref);
     s->selfref = LUA_NOREF;
   }
 }
 
-static void wakereader (stream *s) {
+static void wakereader (ah_stream *s) {
   if (s->reader != NULL) {
     ah_task *t = s->reader;
     s->reader = NULL;
@@ -160,7 +134,7 @@ static void wakereader (stream *s) {
   }
 }
 
-static void wakedrainer (stream *s) {
+static void wakedrainer (ah_stream *s) {
   if (s->drainer != NULL) {
     ah_task *t = s->drainer;
     s->drainer = NULL;
@@ -169,7 +143,7 @@ static void wakedrainer (stream *s) {
 }
 
 /* Closes the handle now (pending writes are cancelled). */
-static void closetimer (stream *s) {
+static void closetimer (ah_stream *s) {
   if (s->rtimer != NULL) {
     s->rtimer->data = NULL;
     uv_close((uv_handle_t *)s->rtimer, freehandle);
@@ -177,7 +151,7 @@ static void closetimer (stream *s) {
   }
 }
 
-static void closenow (stream *s) {
+void ah_closestream (ah_stream *s) {
   closetimer(s);
   if (s->h == NULL) return;
   s->h->data = NULL;  /* no callback reaches 's' from now on */
@@ -189,8 +163,8 @@ static void closenow (stream *s) {
   wakedrainer(s);
 }
 
-static int s_gc (lua_State *L) {
-  stream *s = (stream *)lua_touserdata(L, 1);
+int ah_streamgc (lua_State *L) {
+  ah_stream *s = (ah_stream *)lua_touserdata(L, 1);
   if (s->S->trace && s->h != NULL && !s->closing)
     ah_trace_unclosed(L, s->S, 1);  /* debug mode: say it leaked */
   closetimer(s);
@@ -207,21 +181,21 @@ static int s_gc (lua_State *L) {
 }
 
 /* Pushes a new stream userdata, without a handle yet. */
-static stream *initstream (lua_State *L, ah_sched *S, int isserver) {
-  stream *s = (stream *)lua_newuserdatauv(L, sizeof(stream), 0);
+static ah_stream *initstream (lua_State *L, ah_sched *S, int isserver) {
+  ah_stream *s = (ah_stream *)lua_newuserdatauv(L, sizeof(ah_stream), 0);
   memset(s, 0, sizeof(*s));
   s->tag = AH_TAG_NET;
   s->isserver = isserver;
   s->S = S;
   s->selfref = s->handlerref = LUA_NOREF;
   s->timeout = -1;
-  luaL_setmetatable(L, isserver ? SERVER_MT : STREAM_MT);
+  luaL_setmetatable(L, isserver ? AH_SERVER_MT : AH_STREAM_MT);
   return s;
 }
 
 /* Pushes a new stream userdata (not yet connected) with a fresh handle. */
-static stream *newstream (lua_State *L, ah_sched *S, int isserver) {
-  stream *s = initstream(L, S, isserver);
+ah_stream *ah_newstream (lua_State *L, ah_sched *S, int isserver) {
+  ah_stream *s = initstream(L, S, isserver);
   uv_tcp_t *h = (uv_tcp_t *)malloc(sizeof(uv_tcp_t));
   if (h == NULL) luaL_error(L, "not enough memory");
   uv_tcp_init(S->loop, h);
@@ -235,7 +209,7 @@ static stream *newstream (lua_State *L, ah_sched *S, int isserver) {
 /* Pushes a new stream on a fresh uv_pipe_t (for a child's stdio, given to
 ** uv_spawn) and returns that handle. */
 uv_stream_t *ah_pushpipestream (lua_State *L, ah_sched *S) {
-  stream *s = initstream(L, S, 0);
+  ah_stream *s = initstream(L, S, 0);
   uv_pipe_t *h = (uv_pipe_t *)malloc(sizeof(uv_pipe_t));
   if (h == NULL) luaL_error(L, "not enough memory");
   uv_pipe_init(S->loop, h, 0);
@@ -252,7 +226,7 @@ uv_stream_t *ah_pushpipestream (lua_State *L, ah_sched *S) {
 ** ======================================================= */
 
 static void onalloc (uv_handle_t *h, size_t hint, uv_buf_t *b) {
-  stream *s = (stream *)h->data;
+  ah_stream *s = (ah_stream *)h->data;
   (void)hint;
   b->base = NULL;
   b->len = 0;
@@ -274,7 +248,7 @@ static void onalloc (uv_handle_t *h, size_t hint, uv_buf_t *b) {
 }
 
 static void onread (uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
-  stream *s = (stream *)h->data;
+  ah_stream *s = (ah_stream *)h->data;
   (void)b;
   if (s == NULL || n == 0) return;
   if (n > 0) {
@@ -294,7 +268,7 @@ static void onread (uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
 }
 
 /* Keeps data coming while the buffer is below the high-water mark. */
-static void wantdata (stream *s) {
+static void wantdata (ah_stream *s) {
   if (s->h != NULL && !s->reading && !s->eof && !s->rerr &&
       (s->len < HIWATER / 2 || s->readall)) {
     if (uv_read_start((uv_stream_t *)s->h, onalloc, onread) == 0)
@@ -303,7 +277,7 @@ static void wantdata (stream *s) {
 }
 
 /* Pushes n bytes from the buffer and consumes them. */
-static void take (lua_State *L, stream *s, size_t n) {
+static void take (lua_State *L, ah_stream *s, size_t n) {
   lua_pushlstring(L, s->buf + s->off, n);
   s->off += n;
   s->len -= n;
@@ -311,7 +285,7 @@ static void take (lua_State *L, stream *s, size_t n) {
   wantdata(s);
 }
 
-static const char *findsep (stream *s, const char *sep, size_t seplen) {
+static const char *findsep (ah_stream *s, const char *sep, size_t seplen) {
   const char *p = s->buf + s->off, *end = p + s->len;
   if (seplen == 0 || s->len < seplen) return NULL;
   while ((p = (const char *)memchr(p, sep[0], (size_t)(end - p) - seplen + 1))
@@ -323,7 +297,7 @@ static const char *findsep (stream *s, const char *sep, size_t seplen) {
   return NULL;
 }
 
-static void pushincomplete (lua_State *L, stream *s, lua_Integer expected) {
+static void pushincomplete (lua_State *L, ah_stream *s, lua_Integer expected) {
   size_t got = s->len;
   if (expected >= 0)
     lua_pushfstring(L, "connection closed after %d of %d bytes", (int)got,
@@ -343,7 +317,7 @@ static void pushincomplete (lua_State *L, stream *s, lua_Integer expected) {
 
 /* Tries to complete read operation 'op' (arguments at 2...) with what is
 ** buffered.  Returns the number of results, or -1 to wait for more. */
-static int tryread (lua_State *L, stream *s, int op) {
+static int tryread (lua_State *L, ah_stream *s, int op) {
   size_t seplen;
   const char *sep, *at;
   if (s->rerr && s->len == 0)
@@ -401,14 +375,14 @@ static int tryread (lua_State *L, stream *s, int op) {
 }
 
 static void onreadtimeout (uv_timer_t *tm) {
-  stream *s = (stream *)tm->data;
+  ah_stream *s = (ah_stream *)tm->data;
   if (s == NULL || s->reader == NULL) return;
   s->timedout = 1;
   wakereader(s);
 }
 
 /* Starts the read timeout, if the stream has one, for a waiting read. */
-static void armread (stream *s) {
+static void armread (ah_stream *s) {
   if (s->timeout < 0) return;
   if (s->rtimer == NULL) {
     if ((s->rtimer = (uv_timer_t *)malloc(sizeof(uv_timer_t))) == NULL)
@@ -421,12 +395,12 @@ static void armread (stream *s) {
                  (uint64_t)(s->timeout * 1000 + 0.999), 0);
 }
 
-static void disarmread (stream *s) {
+static void disarmread (ah_stream *s) {
   if (s->rtimer != NULL) uv_timer_stop(s->rtimer);
 }
 
 static void unread (ah_sched *S, ah_task *t) {
-  stream *s = (stream *)t->waitobj;
+  ah_stream *s = (ah_stream *)t->waitobj;
   (void)S;
   if (s->reader == t) s->reader = NULL;
   s->readall = 0;
@@ -434,7 +408,7 @@ static void unread (ah_sched *S, ah_task *t) {
 }
 
 /* Raises TimeoutError if the read that just woke ran out of time. */
-static void checktimeout (lua_State *L, stream *s) {
+static void checktimeout (lua_State *L, ah_stream *s) {
   if (!s->timedout) return;
   s->timedout = 0;
   lua_pushfstring(L, "read timed out after %f s", s->timeout);
@@ -444,7 +418,7 @@ static void checktimeout (lua_State *L, stream *s) {
 
 static int readk (lua_State *L, int status, lua_KContext op) {
   ah_sched *S = getsched(L);
-  stream *s = (stream *)lua_touserdata(L, 1);
+  ah_stream *s = (ah_stream *)lua_touserdata(L, 1);
   int n;
   (void)status;
   disarmread(s);
@@ -466,7 +440,7 @@ static int readk (lua_State *L, int status, lua_KContext op) {
 }
 
 static int startread (lua_State *L, int op, int nargs) {
-  stream *s = tostream(L, 1, 0);
+  ah_stream *s = ah_tostream(L, 1, 0);
   int n;
   lua_settop(L, nargs + 1);
   if ((n = tryread(L, s, op)) >= 0) return n;
@@ -492,7 +466,7 @@ static int s_read (lua_State *L) {
 }
 
 static int s_readexactly (lua_State *L) {
-  tostream(L, 1, 0);  /* 'stream.readexactly(42)' names the stream first */
+  ah_tostream(L, 1, 0);  /* 'stream.readexactly(42)' names the stream first */
   luaL_argcheck(L, luaL_checkinteger(L, 2) >= 0, 2,
                 "non-negative integer expected");
   return startread(L, OP_EXACTLY, 1);
@@ -500,7 +474,7 @@ static int s_readexactly (lua_State *L) {
 
 static int s_readuntil (lua_State *L) {
   size_t len;
-  tostream(L, 1, 0);
+  ah_tostream(L, 1, 0);
   luaL_checklstring(L, 2, &len);
   luaL_argcheck(L, len > 0, 2, "empty separator");
   return startread(L, OP_UNTIL, 1);
@@ -513,7 +487,7 @@ static int s_readline (lua_State *L) {
 /* settimeout([seconds]): each later read waits at most that long, then
 ** raises TimeoutError (the stream stays usable); nil: no limit. */
 static int s_settimeout (lua_State *L) {
-  stream *s = tostream(L, 1, 0);
+  ah_stream *s = ah_tostream(L, 1, 0);
   if (lua_isnoneornil(L, 2)) s->timeout = -1;
   else {
     lua_Number t = luaL_checknumber(L, 2);
@@ -532,11 +506,11 @@ static int s_settimeout (lua_State *L) {
 
 typedef struct wreq {
   uv_write_t req;
-  stream *s;
+  ah_stream *s;
   int strref;  /* the string being written */
 } wreq;
 
-static void ondrained (stream *s) {
+static void ondrained (ah_stream *s) {
   if (s->h != NULL &&
       uv_stream_get_write_queue_size((uv_stream_t *)s->h) <= WHIWATER / 2)
     wakedrainer(s);
@@ -545,19 +519,19 @@ static void ondrained (stream *s) {
 
 static void onwrite (uv_write_t *req, int status) {
   wreq *w = (wreq *)req->data;
-  stream *s = w->s;
+  ah_stream *s = w->s;
   luaL_unref(s->S->L, LUA_REGISTRYINDEX, w->strref);
   free(w);
   if (status < 0 && status != UV_ECANCELED && s->werr == 0)
     s->werr = status;
   if (s->drainer != NULL && (status < 0 || s->h == NULL)) wakedrainer(s);
   else ondrained(s);
-  unhold(s);
+  ah_unholdstream(s);
 }
 
 /* write(data): queues data; never waits (drain() does). */
 static int s_write (lua_State *L) {
-  stream *s = checkopen(L, 1);
+  ah_stream *s = checkopen(L, 1);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   wreq *w;
@@ -578,17 +552,17 @@ static int s_write (lua_State *L) {
     free(w);
     return raisestreamerror(L, s, r);
   }
-  hold(L, s, 1);
+  ah_holdstream(L, s, 1);
   return 0;
 }
 
 static void undrain (ah_sched *S, ah_task *t) {
-  stream *s = (stream *)t->waitobj;
+  ah_stream *s = (ah_stream *)t->waitobj;
   (void)S;
   if (s->drainer == t) s->drainer = NULL;
 }
 
-static int drainready (lua_State *L, stream *s) {
+static int drainready (lua_State *L, ah_stream *s) {
   if (s->werr) return raisestreamerror(L, s, s->werr);
   return s->h == NULL ||
          uv_stream_get_write_queue_size((uv_stream_t *)s->h) <= WHIWATER;
@@ -596,7 +570,7 @@ static int drainready (lua_State *L, stream *s) {
 
 static int draink (lua_State *L, int status, lua_KContext ctx) {
   ah_sched *S = getsched(L);
-  stream *s = (stream *)lua_touserdata(L, 1);
+  ah_stream *s = (ah_stream *)lua_touserdata(L, 1);
   (void)status; (void)ctx;
   ah_checkwake(L, S->current);
   if (drainready(L, s)) return 0;
@@ -609,7 +583,7 @@ static int draink (lua_State *L, int status, lua_KContext ctx) {
 
 /* drain(): waits while more than the high-water mark is queued. */
 static int s_drain (lua_State *L) {
-  stream *s = tostream(L, 1, 0);
+  ah_stream *s = ah_tostream(L, 1, 0);
   lua_settop(L, 1);
   if (drainready(L, s)) return 0;
   if (s->drainer != NULL)
@@ -630,20 +604,20 @@ static int s_drain (lua_State *L) {
 
 typedef struct sreq {
   uv_shutdown_t req;
-  stream *s;
+  ah_stream *s;
 } sreq;
 
 static void onshutdown (uv_shutdown_t *req, int status) {
   sreq *r = (sreq *)req->data;
-  stream *s = r->s;
+  ah_stream *s = r->s;
   (void)status;
   free(r);
-  if (s->closing) closenow(s);
-  unhold(s);
+  if (s->closing) ah_closestream(s);
+  ah_unholdstream(s);
 }
 
 /* Sends what is queued, then the end of the stream (FIN). */
-static int shutdownwrites (lua_State *L, stream *s) {
+static int shutdownwrites (lua_State *L, ah_stream *s) {
   sreq *r = (sreq *)malloc(sizeof(sreq));
   if (r == NULL) return UV_ENOMEM;
   r->s = s;
@@ -652,13 +626,13 @@ static int shutdownwrites (lua_State *L, stream *s) {
     free(r);
     return -1;
   }
-  hold(L, s, 1);
+  ah_holdstream(L, s, 1);
   return 0;
 }
 
 /* close(): sends what was written, then closes; never waits. */
 static int s_close (lua_State *L) {
-  stream *s = tostream(L, 1, 0);
+  ah_stream *s = ah_tostream(L, 1, 0);
   if (s->h == NULL || s->closing) return 0;
   if (s->pending > 0 && !s->eof && shutdownwrites(L, s) == 0) {
     s->closing = 1;  /* closed by onshutdown */
@@ -666,14 +640,14 @@ static int s_close (lua_State *L) {
     wakereader(s);
   }
   else
-    closenow(s);
+    ah_closestream(s);
   return 0;
 }
 
 /* reset(): closes at once with a RST (SO_LINGER 0), dropping what is
 ** queued: the peer's reads and writes fail with ECONNRESET. */
 static int s_reset (lua_State *L) {
-  stream *s = tostream(L, 1, 0);
+  ah_stream *s = ah_tostream(L, 1, 0);
   struct linger l;
   uv_os_fd_t fd;
   if (s->h == NULL) return 0;
@@ -681,16 +655,16 @@ static int s_reset (lua_State *L) {
   l.l_linger = 0;
   if (uv_fileno((uv_handle_t *)s->h, &fd) == 0)
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
-  closenow(s);
+  ah_closestream(s);
   return 0;
 }
 
 /* write_eof(): no more writes; the peer reads the end of the stream. */
 static int s_writeeof (lua_State *L) {
-  stream *s = checkopen(L, 1);
+  ah_stream *s = checkopen(L, 1);
   int r;
   if ((r = shutdownwrites(L, s)) < 0 && r != -1)
-    return raiseneterror(L, r, NULL, 0);
+    return ah_raiseneterror(L, r, NULL, 0);
   return 0;
 }
 
@@ -712,8 +686,8 @@ static int pushaddr (lua_State *L, const struct sockaddr_storage *a) {
   return 2;
 }
 
-static int getaddr (lua_State *L, int server, int peer) {
-  stream *s = tostream(L, 1, server);
+int ah_streamaddr (lua_State *L, int server, int peer) {
+  ah_stream *s = ah_tostream(L, 1, server);
   struct sockaddr_storage a;
   int len = (int)sizeof(a), r;
   if (s->h == NULL) return luaL_error(L, "attempt to use a closed %s",
@@ -721,268 +695,20 @@ static int getaddr (lua_State *L, int server, int peer) {
   if (s->h->type != UV_TCP) return 0;  /* a pipe has no address */
   r = peer ? uv_tcp_getpeername((uv_tcp_t *)s->h, (struct sockaddr *)&a, &len)
            : uv_tcp_getsockname((uv_tcp_t *)s->h, (struct sockaddr *)&a, &len);
-  if (r < 0) return raiseneterror(L, r, NULL, 0);
+  if (r < 0) return ah_raiseneterror(L, r, NULL, 0);
   return pushaddr(L, &a);
 }
 
-static int s_address (lua_State *L) { return getaddr(L, 0, 0); }
-static int s_peer (lua_State *L) { return getaddr(L, 0, 1); }
-static int v_address (lua_State *L) { return getaddr(L, 1, 0); }
+static int s_address (lua_State *L) { return ah_streamaddr(L, 0, 0); }
+static int s_peer (lua_State *L) { return ah_streamaddr(L, 0, 1); }
 
 static int s_tostring (lua_State *L) {
-  stream *s = tostream(L, 1, 0);
+  ah_stream *s = ah_tostream(L, 1, 0);
   if (s->h == NULL)
     lua_pushliteral(L, "Stream (closed)");
   else
     lua_pushfstring(L, "Stream (%d bytes buffered%s)", (int)s->len,
                     s->eof ? ", at end" : "");
-  return 1;
-}
-
-/* }====================================================== */
-
-
-/* {======================================================
-** Connecting
-** ======================================================= */
-
-typedef struct job {  /* a connect in progress, owned by the task's frame */
-  uv_getaddrinfo_t gai;
-  uv_connect_t conn;
-  struct addrinfo *ai, *next;  /* addresses to try */
-  ah_task *t;                  /* NULL once the task gave up */
-  int status;
-  int port;
-  int refs;                    /* libuv requests in flight + the frame */
-} job;
-
-static void unjob (job *j) {
-  if (--j->refs == 0) {
-    if (j->ai) uv_freeaddrinfo(j->ai);
-    free(j);
-  }
-}
-
-static void ongai (uv_getaddrinfo_t *req, int status, struct addrinfo *ai) {
-  job *j = (job *)req->data;
-  j->ai = ai;  /* freed with the job */
-  j->next = ai;
-  j->status = status;
-  if (j->t != NULL) ah_wake(j->t, AH_WAKE_OK);
-  unjob(j);
-}
-
-static void onconnect (uv_connect_t *req, int status) {
-  job *j = (job *)req->data;
-  j->status = status;
-  if (j->t != NULL) ah_wake(j->t, AH_WAKE_OK);
-  unjob(j);
-}
-
-/* The task gave up (cancelled): libuv's callbacks will find no task. */
-static void unconnect (ah_sched *S, ah_task *t) {
-  job *j = (job *)t->waitobj;
-  (void)S;
-  j->t = NULL;
-  uv_cancel((uv_req_t *)&j->gai);  /* if still queued; harmless else */
-}
-
-/* stack: host, port, job (lightuserdata), stream (once connecting) */
-static int connectk (lua_State *L, int status, lua_KContext ctx);
-
-static int trynext (lua_State *L, job *j) {
-  ah_sched *S = getsched(L);
-  const char *host = lua_tostring(L, 1);
-  ah_task *t;
-  stream *s;
-  int r;
-  while (j->next != NULL && j->next->ai_family != AF_INET &&
-         j->next->ai_family != AF_INET6)
-    j->next = j->next->ai_next;
-  if (j->next == NULL) {  /* no address left to try */
-    int err = j->status < 0 ? j->status : UV_EAI_NONAME, port = j->port;
-    unjob(j);
-    return raiseneterror(L, err, host, port);
-  }
-  lua_settop(L, 3);
-  s = newstream(L, S, 0);
-  t = ah_current(S, L, "connect");
-  if (ah_wait(t, unconnect, j, "a connection")) {
-    return ah_suspend(L, connectk, 1);
-  }
-  j->conn.data = j;
-  if ((r = uv_tcp_connect(&j->conn, (uv_tcp_t *)s->h, j->next->ai_addr,
-                           onconnect)) < 0) {
-    t->unwait = NULL;
-    j->status = r;
-    j->next = j->next->ai_next;
-    closenow(s);
-    return trynext(L, j);
-  }
-  j->refs++;
-  j->t = t;
-  j->next = j->next->ai_next;
-  return ah_suspend(L, connectk, 1);
-}
-
-/* ctx 0: the name is resolved; 1: a connection attempt ended */
-static int connectk (lua_State *L, int status, lua_KContext ctx) {
-  job *j = (job *)lua_touserdata(L, 3);
-  ah_task *t = getsched(L)->current;
-  (void)status;
-  j->t = NULL;
-  if (ah_cancelpending(t)) {  /* give up: the stream (if any) closes */
-    if (lua_gettop(L) >= 4) closenow((stream *)lua_touserdata(L, 4));
-    unjob(j);
-    ah_checkwake(L, t);
-  }
-  ah_checkwake(L, t);
-  if (ctx == 0) {
-    if (j->status < 0) {
-      int err = j->status, port = j->port;
-      unjob(j);
-      return raiseneterror(L, err, lua_tostring(L, 1), port);
-    }
-    return trynext(L, j);
-  }
-  if (j->status == 0) {  /* connected */
-    stream *s = (stream *)lua_touserdata(L, 4);
-    /* as asyncio: small writes go out at once */
-    uv_tcp_nodelay((uv_tcp_t *)s->h, 1);
-    notepeer(s);
-    unjob(j);
-    return 1;
-  }
-  closenow((stream *)lua_touserdata(L, 4));
-  if (j->next == NULL) {
-    int err = j->status;
-    const char *host = lua_tostring(L, 1);
-    int port = j->port;
-    unjob(j);
-    return raiseneterror(L, err, host, port);
-  }
-  return trynext(L, j);
-}
-
-/* connect(host, port) -> stream */
-static int l_connect (lua_State *L) {
-  ah_sched *S = getsched(L);
-  const char *host = luaL_checkstring(L, 1);
-  lua_Integer port = luaL_checkinteger(L, 2);
-  char service[16];
-  struct addrinfo hints;
-  ah_task *t;
-  job *j;
-  int r;
-  luaL_argcheck(L, port > 0 && port < 65536, 2, "port out of range");
-  t = ah_current(S, L, "connect");
-  lua_settop(L, 2);
-  if ((j = (job *)calloc(1, sizeof(job))) == NULL)
-    return luaL_error(L, "not enough memory");
-  j->port = (int)port;
-  j->refs = 1;  /* the frame's */
-  lua_pushlightuserdata(L, j);
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  snprintf(service, sizeof(service), "%d", (int)port);
-  if (ah_wait(t, unconnect, j, "a name lookup"))
-    return ah_suspend(L, connectk, 0);
-  j->gai.data = j;
-  if ((r = uv_getaddrinfo(S->loop, &j->gai, ongai, host, service, &hints))
-      < 0) {
-    t->unwait = NULL;
-    unjob(j);
-    return raiseneterror(L, r, host, (int)port);
-  }
-  j->refs++;
-  j->t = t;
-  return ah_suspend(L, connectk, 0);
-}
-
-/* }====================================================== */
-
-
-/* {======================================================
-** Servers
-** ======================================================= */
-
-static void onconnection (uv_stream_t *server, int status) {
-  stream *v = (stream *)server->data;
-  lua_State *L;
-  ah_sched *S;
-  stream *s;
-  int top;
-  if (v == NULL) return;
-  S = v->S;
-  L = S->L;
-  if (status < 0) {
-    fprintf(stderr, "asynchost: a server could not accept a connection: "
-            "%s\n", uv_strerror(status));
-    return;
-  }
-  top = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, v->handlerref);
-  s = newstream(L, S, 0);
-  if (uv_accept(server, (uv_stream_t *)s->h) < 0) {
-    closenow(s);
-    lua_settop(L, top);
-    return;
-  }
-  /* as asyncio: small writes go out at once */
-  uv_tcp_nodelay((uv_tcp_t *)s->h, 1);
-  notepeer(s);
-  ah_spawn(S, L, top + 1, 1);  /* handler(stream), in a task of its own */
-  lua_settop(L, top);
-}
-
-/* listen(handler, host, port, backlog) -> server */
-static int l_listen (lua_State *L) {
-  ah_sched *S = getsched(L);
-  const char *host = luaL_checkstring(L, 2);
-  lua_Integer port = luaL_checkinteger(L, 3);
-  int backlog = (int)luaL_optinteger(L, 4, 511), r;
-  struct addrinfo hints, *ai = NULL;
-  uv_getaddrinfo_t req;
-  char service[16];
-  stream *v;
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  luaL_argcheck(L, port >= 0 && port < 65536, 3, "port out of range");
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  snprintf(service, sizeof(service), "%d", (int)port);
-  /* synchronous: a server is set up once, and usually on a literal */
-  if ((r = uv_getaddrinfo(S->loop, &req, NULL, host, service, &hints)) < 0)
-    return raiseneterror(L, r, host, (int)port);
-  ai = req.addrinfo;
-  v = newstream(L, S, 1);
-  if ((r = uv_tcp_bind((uv_tcp_t *)v->h, ai->ai_addr, 0)) < 0 ||
-      (r = uv_listen((uv_stream_t *)v->h, backlog, onconnection)) < 0) {
-    uv_freeaddrinfo(ai);
-    closenow(v);
-    return raiseneterror(L, r, host, (int)port);
-  }
-  uv_freeaddrinfo(ai);
-  lua_pushvalue(L, 1);
-  v->handlerref = luaL_ref(L, LUA_REGISTRYINDEX);
-  hold(L, v, lua_gettop(L));  /* a listening server stays alive */
-  return 1;
-}
-
-/* server:close(): stops listening (connections go on) */
-static int v_close (lua_State *L) {
-  stream *v = tostream(L, 1, 1);
-  if (v->h == NULL) return 0;
-  closenow(v);
-  unhold(v);
-  return 0;
-}
-
-static int v_tostring (lua_State *L) {
-  stream *v = tostream(L, 1, 1);
-  lua_pushstring(L, v->h ? "Server (listening)" : "Server (closed)");
   return 1;
 }
 
@@ -1005,29 +731,10 @@ static const luaL_Reg streammeth[] = {
   {NULL, NULL}
 };
 
-static const luaL_Reg servermeth[] = {
-  {"close", v_close},
-  {"address", v_address},
-  {NULL, NULL}
-};
-
-static const luaL_Reg funcs[] = {
-  {"connect", l_connect},
-  {"listen", l_listen},
-  {NULL, NULL}
-};
-
 static const luaL_Reg streammetameth[] = {
   {"__tostring", s_tostring},
   {"__close", s_close},
-  {"__gc", s_gc},
-  {NULL, NULL}
-};
-
-static const luaL_Reg servermetameth[] = {
-  {"__tostring", v_tostring},
-  {"__close", v_close},
-  {"__gc", s_gc},
+  {"__gc", ah_streamgc},
   {NULL, NULL}
 };
 
@@ -1048,10 +755,8 @@ static void ignoresigpipe (void) {
 int luaopen_asynchost_core_net (lua_State *L) {
   ah_sched *S = ah_sched_get(L);
   ignoresigpipe();
-  ah_newclass(L, S, -1, STREAM_MT, streammeth, streammetameth);
-  ah_newclass(L, S, -1, SERVER_MT, servermeth, servermetameth);
+  ah_newclass(L, S, -1, AH_STREAM_MT, streammeth, streammetameth);
   lua_newtable(L);
-  lua_pushlightuserdata(L, S);
-  luaL_setfuncs(L, funcs, 1);
+  ah_openservers(L, S);  /* the Server class; connect and listen */
   return 1;
 }

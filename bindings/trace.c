@@ -2,7 +2,8 @@
 ** asynchost.core.trace -- seeing what the tasks do: a trace of every task
 ** (Chrome/Perfetto trace-event JSON, or a self-contained HTML timeline),
 ** debug mode (slow steps, results nobody awaited, resources left open),
-** the live dashboard of 'asynchost --top', and more in the task dumps.
+** the live dashboard of 'asynchost --top' (drawn by top.c), and more in
+** the task dumps.
 **
 ** The scheduler calls the hooks below only behind 'if (S->trace)': with
 ** all of this off, S->trace is NULL and nothing else runs.  One ah_trace
@@ -15,18 +16,17 @@
 #include <string.h>
 #include <stdarg.h>
 #include <signal.h>
-#include <unistd.h>
-#include <sys/ioctl.h>
 #include "asynchost.h"
 
 #define TRACE_KEY    "asynchost.trace"    /* registry: our userdata */
 #define TRACKED_KEY  "asynchost.tracked"  /* registry: obj -> {kind...} */
 #define TRACE_MT     "asynchost.Trace"
 #define MARKER       "__ASYNCHOST_TRACE_JSON__"  /* in the HTML template */
-#define TOPMS        500      /* dashboard refresh, ms */
 #define SAMPLECOUNT  1000     /* debug: instructions between time checks */
 
-typedef struct trec {         /* a task, by spawn number */
+/* The recording: ah_trace (in asynchost.h, shared with top.c) holds
+** arrays of these. */
+typedef struct ah_trec {      /* a task, by spawn number */
   uint64_t created, started, ended;  /* uv_hrtime(); 0: not yet */
   uint64_t waitstart;
   const char *waitwhat;       /* the wait in progress, or NULL */
@@ -38,73 +38,30 @@ typedef struct trec {         /* a task, by spawn number */
   unsigned char outcome;
 } trec;
 
-typedef struct tspan {        /* a wait, a step or a callback */
+typedef struct ah_tspan {     /* a wait, a step or a callback */
   unsigned int seq;           /* the task; 0: the loop's callbacks */
   const char *what;           /* a wait's kind; NULL: a step */
   char *detail;               /* malloc'ed, or NULL */
   uint64_t start, end;
 } tspan;
 
-typedef struct wcount {       /* waits of one kind that ended */
-  const char *what;
-  lua_Integer n;
-} wcount;
-
-struct ah_trace {
-  ah_sched *S;
-  int flags;                  /* AH_TRACE_* */
-  struct ah_trace **box;      /* the userdata's pointer to us, or NULL */
-  int nclosing;               /* our handles being closed */
-  /* recording */
-  FILE *out;
-  char *path, *head, *tail;   /* tail != NULL: HTML around the JSON */
-  int written;
-  unsigned int seq0;          /* spawn number of the first recorded task */
-  trec *tasks;
-  size_t ntasks, captasks;
-  tspan *spans;
-  size_t nspans, capspans;
-  char *srcs[64];             /* interned chunk names */
-  int nsrcs;
-  /* counters */
-  lua_Integer spawned, steps, ended[4];
-  wcount waits[32];
-  int nwaits;
-  /* the step or callback running */
-  ah_task *steptask;
-  uint64_t stepstart, cbstart;
-  char *detail;               /* of the wait the step is starting */
-  char *sample;               /* debug: traceback once past the threshold */
-  double sampleat;            /* ms into the step */
-  char cbsite[200];
-  /* debug */
-  uint64_t slow;              /* threshold, ns */
-  /* --top */
-  uv_timer_t *timer;
-  uv_signal_t *sigint;
-  int topon, renderref, drows, rows, cols;
-  uint64_t lastfire, lag, maxlag;
-  char *lastframe;            /* plain text, for the exit */
-};
-
 static ah_trace *exittrace;   /* the executable's, for atexit */
 
 static void onexit (void);
-static void topstop (ah_trace *T, int uselua);
 
 
 /* {======================================================
 ** Helpers
 ** ======================================================= */
 
-static char *dupstr (const char *s) {
+char *ah_trace_dupstr (const char *s) {
   size_t n = strlen(s) + 1;
   char *p = (char *)malloc(n);
   if (p) memcpy(p, s, n);
   return p;
 }
 
-static double ms (uint64_t ns) { return (double)ns / 1e6; }
+double ah_trace_ms (uint64_t ns) { return (double)ns / 1e6; }
 
 /* The record of 't', or NULL if it is not recorded. */
 static trec *rec (ah_trace *T, ah_task *t) {
@@ -141,7 +98,7 @@ static const char *intern (ah_trace *T, const char *s) {
   for (i = 0; i < T->nsrcs; i++)
     if (strcmp(T->srcs[i], s) == 0) return T->srcs[i];
   if (T->nsrcs == (int)(sizeof(T->srcs) / sizeof(T->srcs[0]))) return NULL;
-  return (T->srcs[T->nsrcs] = dupstr(s)) ? T->srcs[T->nsrcs++] : NULL;
+  return (T->srcs[T->nsrcs] = ah_trace_dupstr(s)) ? T->srcs[T->nsrcs++] : NULL;
 }
 
 static void countwait (ah_trace *T, const char *what) {
@@ -173,7 +130,7 @@ static void notename (ah_trace *T, trec *r, ah_task *t) {
     const char *s = lua_tostring(L, -1);
     if (r->name == NULL || strcmp(r->name, s) != 0) {
       free(r->name);
-      r->name = dupstr(s);
+      r->name = ah_trace_dupstr(s);
     }
     lua_pop(L, 1);
   }
@@ -267,7 +224,7 @@ static char *autodetail (ah_trace *T, ah_task *t) {
     uint64_t now = uv_hrtime();
     snprintf(buf, sizeof(buf), "%.3f s", t->deadline > now
              ? (double)(t->deadline - now) / 1e9 : 0.0);
-    return dupstr(buf);
+    return ah_trace_dupstr(buf);
   }
   if (t->waitref != LUA_NOREF) {
     ah_future *f;
@@ -277,7 +234,7 @@ static char *autodetail (ah_trace *T, ah_task *t) {
     if (f != NULL && f->istask) {
       ah_pushname(L, -1);
       snprintf(buf, sizeof(buf), "'%.150s'", lua_tostring(L, -1));
-      d = dupstr(buf);
+      d = ah_trace_dupstr(buf);
       lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -293,7 +250,7 @@ static void reportslow (ah_trace *T, ah_task *t, uint64_t d, int status) {
   pushsite(L, -2);
   fprintf(stderr, "asynchost: debug: task '%s' (spawned at %s) held the "
           "loop for %.1f ms (threshold %.0f ms)\n", lua_tostring(L, -2),
-          lua_tostring(L, -1), ms(d), ms(T->slow));
+          lua_tostring(L, -1), ah_trace_ms(d), ah_trace_ms(T->slow));
   lua_pop(L, 3);
   if (T->sample != NULL)
     fprintf(stderr, "  where it was %.1f ms into the step:\n    %s\n",
@@ -346,7 +303,7 @@ void ah_trace_done (ah_sched *S, ah_task *t) {
     }
   }
   if (T->topon && t == S->main)  /* the script ended: the dashboard too */
-    topstop(T, 1);
+    ah_top_stop(T, 1);
 }
 
 void ah_trace_detail (ah_sched *S, ah_task *t, const char *fmt, ...) {
@@ -358,7 +315,7 @@ void ah_trace_detail (ah_sched *S, ah_task *t, const char *fmt, ...) {
   vsnprintf(buf, sizeof(buf), fmt, ap);
   va_end(ap);
   free(T->detail);
-  T->detail = dupstr(buf);
+  T->detail = ah_trace_dupstr(buf);
 }
 
 /* debug: a count hook on the tasks' coroutines (and the coroutines they
@@ -374,8 +331,8 @@ static void sampler (lua_State *L, lua_Debug *ar) {
   if (now - T->stepstart <= T->slow) return;
   luaL_traceback(L, L, NULL, 0);
   luaL_gsub(L, lua_tostring(L, -1), "\n", "\n    ");
-  T->sample = dupstr(lua_tostring(L, -1));
-  T->sampleat = ms(now - T->stepstart);
+  T->sample = ah_trace_dupstr(lua_tostring(L, -1));
+  T->sampleat = ah_trace_ms(now - T->stepstart);
   lua_pop(L, 2);
 }
 
@@ -399,7 +356,7 @@ void ah_trace_cbend (ah_sched *S, const char *what) {
   if ((T->flags & AH_TRACE_DEBUG) && now - T->cbstart > T->slow) {
     fprintf(stderr, "asynchost: debug: %s (function defined at %s) held "
             "the loop for %.1f ms (threshold %.0f ms)\n", what, T->cbsite,
-            ms(now - T->cbstart), ms(T->slow));
+            ah_trace_ms(now - T->cbstart), ah_trace_ms(T->slow));
     fflush(stderr);
   }
 }
@@ -444,7 +401,7 @@ static int libmade (lua_State *L) {
 }
 
 /* Pushes the table of tracked objects (weak keys). */
-static void pushtracked (lua_State *L) {
+void ah_trace_pushtracked (lua_State *L) {
   if (lua_getfield(L, LUA_REGISTRYINDEX, TRACKED_KEY) == LUA_TTABLE) return;
   lua_pop(L, 1);
   lua_newtable(L);
@@ -464,7 +421,7 @@ void ah_trace_track (lua_State *L, ah_sched *S, int i, const char *kind,
   i = lua_absindex(L, i);
   if (resource ? !(f & AH_TRACE_DEBUG) || libmade(L) : !(f & AH_TRACE_TOP))
     return;
-  pushtracked(L);
+  ah_trace_pushtracked(L);
   lua_pushvalue(L, i);
   lua_createtable(L, 0, 3);
   lua_pushstring(L, kind);
@@ -490,7 +447,7 @@ void ah_trace_unclosed (lua_State *L, ah_sched *S, int i) {
   int top = lua_gettop(L);
   (void)S;
   i = lua_absindex(L, i);
-  pushtracked(L);
+  ah_trace_pushtracked(L);
   lua_pushvalue(L, i);
   if (lua_gettable(L, -2) == LUA_TTABLE &&
       lua_getfield(L, -1, "traceback") == LUA_TSTRING) {
@@ -638,7 +595,8 @@ static void writejson (ah_trace *T, FILE *f) {
               seq, US(r->started));
     }
     if (r->waitwhat != NULL)  /* still waiting */
-      addspan(T, seq, r->waitwhat, r->detail ? dupstr(r->detail) : NULL,
+      addspan(T, seq, r->waitwhat,
+              r->detail ? ah_trace_dupstr(r->detail) : NULL,
               r->waitstart, now);
   }
   for (i = 0; i < T->nspans; i++) {
@@ -708,254 +666,15 @@ static void refreshnames (ah_trace *T) {
 
 
 /* {======================================================
-** The live dashboard (--top): a timer draws on stderr, a tty, in the
-** alternate screen; the top rows are the dashboard, the rest scrolls the
-** script's own output
+** Opening and closing
 ** ======================================================= */
 
-static void termsize (ah_trace *T) {
-  struct winsize w;
-  if (ioctl(2, TIOCGWINSZ, &w) == 0 && w.ws_row > 0 && w.ws_col > 0) {
-    T->rows = w.ws_row;
-    T->cols = w.ws_col;
-  }
-  else {
-    T->rows = 24;
-    T->cols = 80;
-  }
-}
-
-/* Sets the scroll region below the dashboard (moves the cursor). */
-static void setregion (ah_trace *T) {
-  T->drows = T->rows >= 16 ? (T->rows * 2 / 3 < 30 ? T->rows * 2 / 3 : 30)
-                           : T->rows;
-  if (T->drows < T->rows)
-    fprintf(stderr, "\033[%d;%dr\033[%d;1H", T->drows + 1, T->rows,
-            T->drows + 1);
-}
-
-/* Pushes the figures of the dashboard (also core.trace.stats()). */
-static void pushstats (lua_State *L, ah_trace *T, int maxtasks) {
-  ah_sched *S = T->S;
-  int k, running = 0, ready = 0, waiting = 0, ntasks = 0;
-  uint64_t nowms = uv_now(S->loop);
-  lua_createtable(L, 0, 24);
-  lua_pushnumber(L, (lua_Number)(uv_hrtime() - S->t0) / 1e9);
-  lua_setfield(L, -2, "elapsed");
-  lua_newtable(L);  /* waits: kind -> tasks waiting now */
-  lua_newtable(L);  /* tasks: a few, for the list */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, S->liveref);
-  for (k = 1; k <= S->nlive; k++) {
-    ah_task *t;
-    lua_rawgeti(L, -1, k);
-    t = (ah_task *)lua_touserdata(L, -1);
-    if (t->f.state != AH_PENDING) {  /* ending (its hook runs) */
-      lua_pop(L, 1);
-      continue;
-    }
-    if (t == S->current) running++;
-    else if (t->waitwhat != NULL && !t->queued) {
-      waiting++;
-      lua_getfield(L, -4, t->waitwhat);
-      lua_pushinteger(L, lua_tointeger(L, -1) + 1);
-      lua_setfield(L, -6, t->waitwhat);
-      lua_pop(L, 1);
-    }
-    else ready++;
-    if (ntasks < maxtasks) {
-      lua_createtable(L, 0, 3);
-      ah_pushname(L, -2);
-      lua_setfield(L, -2, "name");
-      ah_pushwait(L, t);
-      lua_setfield(L, -2, "state");
-      lua_pushnumber(L, (lua_Number)(nowms - t->born) / 1e3);
-      lua_setfield(L, -2, "age");
-      lua_rawseti(L, -4, ++ntasks);
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  lua_setfield(L, -3, "tasks");
-  lua_setfield(L, -2, "waits");
-  lua_createtable(L, 0, T->nwaits);  /* completed waits by kind */
-  for (k = 0; k < T->nwaits; k++) {
-    lua_pushinteger(L, T->waits[k].n);
-    lua_setfield(L, -2, T->waits[k].what);
-  }
-  lua_setfield(L, -2, "completed");
-#define SETINT(name, v)  (lua_pushinteger(L, (v)), lua_setfield(L, -2, name))
-  SETINT("live", running + ready + waiting);
-  SETINT("running", running);
-  SETINT("ready", ready);
-  SETINT("waiting", waiting);
-  SETINT("spawned", T->spawned);
-  SETINT("steps", T->steps);
-  SETINT("done", T->ended[AH_DONE]);
-  SETINT("failed", T->ended[AH_FAILED]);
-  SETINT("cancelled", T->ended[AH_CANCELLED]);
-  SETINT("rows", T->drows);
-  SETINT("cols", T->cols);
-#undef SETINT
-  lua_pushnumber(L, ms(T->lag));
-  lua_setfield(L, -2, "lag");
-  lua_pushnumber(L, ms(T->maxlag));
-  lua_setfield(L, -2, "maxlag");
-  pushtracked(L);
-  lua_setfield(L, -2, "tracked");
-}
-
-/* Renders the dashboard with asynchost.top: a table of lines on top, or
-** nil (and the dashboard stops) on an error. */
-static int render (ah_trace *T, int final) {
-  lua_State *L = T->S->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, T->renderref);
-  pushstats(L, T, T->drows);
-  lua_pushboolean(L, final);
-  lua_setfield(L, -2, "final");
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
-    fprintf(stderr, "asynchost: the --top dashboard failed: %s\n",
-            lua_isstring(L, -1) ? lua_tostring(L, -1) : "no lines");
-    lua_pop(L, 1);
-    return 0;
-  }
-  return 1;
-}
-
-/* Keeps the lines on top (popped) as plain text for the exit. */
-static void keepframe (ah_trace *T, lua_State *L) {
-  luaL_Buffer b;
-  int k, n = (int)lua_rawlen(L, -1), lines = lua_gettop(L);
-  luaL_buffinit(L, &b);
-  for (k = 1; k <= n; k++) {
-    lua_rawgeti(L, lines, k);
-    luaL_addvalue(&b);
-    luaL_addchar(&b, '\n');
-  }
-  luaL_pushresult(&b);
-  free(T->lastframe);
-  T->lastframe = dupstr(lua_tostring(L, -1));
-  lua_pop(L, 2);
-}
-
-static void drawtop (ah_trace *T) {
-  lua_State *L = T->S->L;
-  int top = lua_gettop(L), k, n, rows = T->rows, cols = T->cols;
-  luaL_Buffer b;
-  termsize(T);
-  if (T->rows != rows || T->cols != cols) setregion(T);
-  if (!render(T, 0)) {
-    lua_settop(L, top);
-    topstop(T, 0);
-    return;
-  }
-  n = (int)lua_rawlen(L, -1);
-  luaL_buffinit(L, &b);
-  luaL_addstring(&b, "\0337");  /* save the cursor (the script's output) */
-  for (k = 1; k <= T->drows; k++) {
-    lua_pushfstring(L, "\033[%d;1H", k);
-    luaL_addvalue(&b);
-    if (k <= n) {
-      lua_rawgeti(L, top + 1, k);
-      luaL_addvalue(&b);
-    }
-    luaL_addstring(&b, "\033[K");
-  }
-  luaL_addstring(&b, "\0338");
-  luaL_pushresult(&b);
-  fwrite(lua_tostring(L, -1), 1, lua_rawlen(L, -1), stderr);
-  fflush(stderr);
-  lua_pop(L, 1);
-  keepframe(T, L);
-  lua_settop(L, top);
-}
-
-static void ontop (uv_timer_t *h) {
-  ah_trace *T = (ah_trace *)h->data;
-  uint64_t now = uv_hrtime();
-  if (T->lastfire != 0) {  /* how late the timer fired: the loop's lag */
-    uint64_t due = T->lastfire + (uint64_t)TOPMS * 1000000u;
-    T->lag = now > due ? now - due : 0;
-    if (T->lag > T->maxlag) T->maxlag = T->lag;
-  }
-  T->lastfire = now;
-  drawtop(T);
-}
-
-static void ontopint (uv_signal_t *h, int signum) {
-  ah_trace *T = (ah_trace *)h->data;
-  (void)signum;
-  if (T->S->sigintusers == 0 && T->topon)  /* Ctrl-C: the terminal back */
-    topstop(T, 0);
-}
-
-#define RESTORE  "\033[r\033[?25h\033[?1049l"
-
-/* Leaves the dashboard: the terminal as it was, then the last frame. */
-static void topstop (ah_trace *T, int uselua) {
-  lua_State *L = T->S->L;
-  if (!T->topon) return;
-  T->topon = 0;
-  if (T->timer) uv_timer_stop(T->timer);
-  fputs(RESTORE, stderr);
-  if (uselua && render(T, 1))
-    keepframe(T, L);
-  if (T->lastframe) {
-    fputs(T->lastframe, stderr);
-  }
-  fflush(stderr);
-}
-
+/* The dashboard's timer and signal handle are closed: the last frees T. */
 static void freehandle (uv_handle_t *h) {
   ah_trace *T = (ah_trace *)h->data;
   free(h);
   if (--T->nclosing == 0) free(T);
 }
-
-static int topstart (lua_State *L, ah_trace *T) {
-  ah_sched *S = T->S;
-  if (T->topon || T->timer) return 1;
-  if (!isatty(2)) {
-    fputs("asynchost: --top needs a terminal on stderr: no dashboard\n",
-          stderr);
-    return 1;
-  }
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "asynchost.top");
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) return 0;
-  lua_getfield(L, -1, "render");
-  lua_remove(L, -2);
-  T->renderref = luaL_ref(L, LUA_REGISTRYINDEX);
-  T->timer = (uv_timer_t *)malloc(sizeof(uv_timer_t));
-  T->sigint = (uv_signal_t *)malloc(sizeof(uv_signal_t));
-  if (T->timer == NULL || T->sigint == NULL) {
-    free(T->timer); free(T->sigint);
-    T->timer = NULL; T->sigint = NULL;
-    lua_pushliteral(L, "not enough memory");
-    return 0;
-  }
-  uv_timer_init(S->loop, T->timer);
-  uv_signal_init(S->loop, T->sigint);
-  T->timer->data = T->sigint->data = T;
-  uv_timer_start(T->timer, ontop, TOPMS, TOPMS);
-  uv_unref((uv_handle_t *)T->timer);
-  uv_signal_start(T->sigint, ontopint, SIGINT);
-  uv_unref((uv_handle_t *)T->sigint);
-  T->flags |= AH_TRACE_TOP;
-  T->topon = 1;
-  termsize(T);
-  fputs("\033[?1049h\033[H\033[2J\033[?25l", stderr);
-  setregion(T);
-  drawtop(T);
-  T->lastfire = uv_hrtime();
-  return 1;
-}
-
-/* }====================================================== */
-
-
-/* {======================================================
-** Opening and closing
-** ======================================================= */
 
 /* Collected with the state (or never, after os.exit: see onexit). */
 static int tracegc (lua_State *L) {
@@ -966,7 +685,7 @@ static int tracegc (lua_State *L) {
   if (T == NULL) return 0;
   *box = NULL;
   if (exittrace == T) exittrace = NULL;
-  topstop(T, 1);
+  ah_top_stop(T, 1);
   if (T->flags & AH_TRACE_RECORD) refreshnames(T);
   writetrace(T);
   T->S->trace = NULL;
@@ -992,7 +711,7 @@ static void onexit (void) {  /* os.exit: no Lua from here */
   ah_trace *T = exittrace;
   exittrace = NULL;
   if (T == NULL) return;
-  topstop(T, 0);
+  ah_top_stop(T, 0);
   writetrace(T);
 }
 
@@ -1028,7 +747,8 @@ static void setdebug (ah_trace *T) {
       T->slow = (uint64_t)(s * 1e9);
     else
       fprintf(stderr, "asynchost: ASYNCHOST_SLOW=%s is not a number of "
-              "seconds: the threshold stays %.0f ms\n", slow, ms(T->slow));
+              "seconds: the threshold stays %.0f ms\n", slow,
+              ah_trace_ms(T->slow));
   }
 }
 
@@ -1077,7 +797,7 @@ static int startrecord (lua_State *L, ah_trace *T, const char *path) {
                     strerror(errno));
     return 0;
   }
-  T->path = dupstr(path);
+  T->path = ah_trace_dupstr(path);
   T->seq0 = T->S->seq + 1;
   T->flags |= AH_TRACE_RECORD;
   return 1;
@@ -1091,7 +811,7 @@ int ah_trace_open (lua_State *L, const char *path, int flags) {
   static int atexitdone = 0;
   if (flags & AH_TRACE_DEBUG) setdebug(T);
   if ((flags & AH_TRACE_RECORD) && !startrecord(L, T, path)) return 0;
-  if ((flags & AH_TRACE_TOP) && !topstart(L, T)) return 0;
+  if ((flags & AH_TRACE_TOP) && !ah_top_start(L, T)) return 0;
   if (flags & (AH_TRACE_RECORD | AH_TRACE_TOP)) {
     exittrace = T;
     if (!atexitdone) atexitdone = (atexit(onexit) == 0);
@@ -1189,7 +909,7 @@ static int l_write (lua_State *L) {
 static int l_stats (lua_State *L) {
   ah_sched *S = ah_sched_get(L);
   if (S->trace == NULL) lua_pushnil(L);
-  else pushstats(L, S->trace, (int)luaL_optinteger(L, 1, 20));
+  else ah_top_pushstats(L, S->trace, (int)luaL_optinteger(L, 1, 20));
   return 1;
 }
 

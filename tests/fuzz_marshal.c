@@ -15,7 +15,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 #include "lualib.h"
-#include "marshal.h"
+#include "asynchost.h"
 
 static lua_State *L;
 
