@@ -280,10 +280,45 @@ void ah_checkwake (lua_State *L, ah_task *t) {
 }
 
 /* The running task, or a clear error naming 'fname'. */
+/* Is 'src' (a chunk name) a file of asynchost's own Lua library, whose
+** directory is .../asynchost/ (or .../asynchost/http/)? */
+static int islibrary (const char *src) {
+  const char *end = strrchr(src, '/'), *p;
+  int up;
+  if (src[0] != '@' || end == NULL) return 0;
+  for (up = 0; up < 2; up++) {
+    for (p = end; p > src + 1 && p[-1] != '/'; p--) ;
+    if (end - p == 9 && strncmp(p, "asynchost", 9) == 0) return 1;
+    if (p <= src + 1) return 0;
+    end = p - 1;  /* one directory up */
+  }
+  return 0;
+}
+
+/* Pushes "chunk:line:" of the first Lua function up the stack that is not
+** part of asynchost's library: errors blame the user's call, not the
+** wrapper that made it (like luaL_where, which sees only one level). */
+static void pushuserwhere (lua_State *L) {
+  lua_Debug ar;
+  int level;
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline > 0 && !islibrary(ar.source)) {
+      lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+      return;
+    }
+  }
+  lua_pushliteral(L, "");
+}
+
 ah_task *ah_current (ah_sched *S, lua_State *L, const char *fname) {
-  if (S->current == NULL)
-    luaL_error(L, "cannot await outside a task (%s was called outside "
-                  "async.run or async.spawn)", fname);
+  if (S->current == NULL) {
+    pushuserwhere(L);
+    lua_pushfstring(L, "cannot await outside a task (%s was called outside "
+                       "async.run or async.spawn)", fname);
+    lua_concat(L, 2);
+    lua_error(L);
+  }
   if (!lua_isyieldable(L))  /* checked before any wait is registered */
     luaL_error(L, "attempt to await across a C-call boundary (%s was called "
                   "from a metamethod, a table.sort comparator or another C "

@@ -120,6 +120,21 @@ print(ok, tostring(e))
     assert.is_true(r.secs < 1, "took " .. r.secs)
   end)
 
+  it("blames the caller's line, not the library's wrapper", function()
+    local r = lua([[
+local async = require "asynchost"
+local function f() return async.fs.read_file("x") end  -- a tail call:
+local ok, e = pcall(f)                                  -- this line is blamed
+print(tostring(e))
+ok, e = pcall(function() local s = async.http.session() s:get("http://127.0.0.1:1/") end)
+print(tostring(e))
+]])
+    assert.equal("", r.err)
+    local first, second = r.out:match("^([^\n]*)\n([^\n]*)\n$")
+    assert.matches(":3: cannot await outside a task %(read_file was called", first)
+    assert.matches(":5: cannot await outside a task %(request was called", second)
+  end)
+
   it("async.run twice in a row", function()
     local r = lua([[
 local async = require "asynchost"
