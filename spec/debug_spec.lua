@@ -4,42 +4,11 @@
 -- executable (ASYNCHOST_BIN) runs in subprocesses.
 
 local helpers = require "spec.helpers"
-local q, readfile, writefile = helpers.q, helpers.readfile, helpers.writefile
+local q, readfile, plain = helpers.q, helpers.readfile, helpers.plain
+local BIN, run, script = helpers.BIN, helpers.run, helpers.script
+local tempname = helpers.tempname
 
-local BIN = os.getenv("ASYNCHOST_BIN") or "build/asynchost"
-
-local temps = {}
-
-local function tempname(suffix)
-  local name = os.tmpname()
-  os.remove(name)
-  name = name .. (suffix or "")
-  temps[#temps + 1] = name
-  return name
-end
-
-local function script(text)
-  local name = tempname(".lua")
-  writefile(name, text)
-  return name
-end
-
-after_each(function()
-  for _, name in ipairs(temps) do os.execute("rm -rf " .. q(name)) end
-  temps = {}
-end)
-
--- Runs the executable with shell words 'args'; returns {out, err, code}.
-local function run(args, env)
-  local out, err = tempname(), tempname()
-  local cmd = ("env -u ASYNCHOST_DEBUG -u ASYNCHOST_SLOW -u LUA_INIT "
-               .. "-u LUA_INIT_5_4 %s timeout 60 %s %s > %s 2> %s < /dev/null")
-              :format(env or "", q(BIN), args, q(out), q(err))
-  local ok, _, code = os.execute(cmd)
-  return {out = readfile(out), err = readfile(err), code = ok and 0 or code}
-end
-
-local function plain(s) return (s:gsub("%p", "%%%0")) end
+after_each(helpers.cleanup)
 
 local SLOW = [[
 local async = require "asynchost"
@@ -61,7 +30,7 @@ describe("debug mode", function()
   it("reports a step that holds the loop, with the task's name and where "
      .. "it was; not without debug mode", function()
     local path = script((SLOW:gsub("BUSY", "0.25")))
-    local r = run(q(path), "ASYNCHOST_DEBUG=1")
+    local r = run(q(path), {env = {ASYNCHOST_DEBUG = 1}})
     assert.equal(0, r.code, r.err)
     assert.equal("ok\n", r.out)
     assert.matches("asynchost: debug: task 'hog' %(spawned at [^)]*:6%) held "
@@ -84,12 +53,12 @@ describe("debug mode", function()
 
   it("takes its threshold from ASYNCHOST_SLOW (seconds)", function()
     local path = script((SLOW:gsub("BUSY", "0.05")))
-    local r = run(q(path), "ASYNCHOST_DEBUG=1")
+    local r = run(q(path), {env = {ASYNCHOST_DEBUG = 1}})
     assert.not_matches("held the loop", r.err)
-    r = run(q(path), "ASYNCHOST_DEBUG=1 ASYNCHOST_SLOW=0.02")
+    r = run(q(path), {env = {ASYNCHOST_DEBUG = 1, ASYNCHOST_SLOW = 0.02}})
     assert.matches("task 'hog'.-held the loop for [%d.]+ ms %(threshold 20 ms%)",
                    r.err)
-    r = run(q(path), "ASYNCHOST_DEBUG=1 ASYNCHOST_SLOW=soon")
+    r = run(q(path), {env = {ASYNCHOST_DEBUG = 1, ASYNCHOST_SLOW = "soon"}})
     assert.matches("ASYNCHOST_SLOW=soon is not a number of seconds", r.err, 1,
                    true)
   end)
@@ -103,7 +72,7 @@ async.call_later(0.01, function()
 end)
 async.sleep(0.3)
 ]])
-    local r = run(q(path), "ASYNCHOST_DEBUG=1")
+    local r = run(q(path), {env = {ASYNCHOST_DEBUG = 1}})
     assert.equal(0, r.code, r.err)
     assert.matches("a call_later callback %(function defined at "
                    .. plain(path) .. ":2%) held the loop", r.err)
@@ -159,7 +128,7 @@ assert(s:readline() == "hi\n")
 server:close()
 print("ok")
 ]])
-    local r = run(q(path), "ASYNCHOST_DEBUG=1")
+    local r = run(q(path), {env = {ASYNCHOST_DEBUG = 1}})
     assert.equal(0, r.code, r.err)
     assert.equal("ok\n", r.out)
     local function count(pat)

@@ -5,82 +5,27 @@
 -- Runs under the host itself and under stock lua5.4; it only needs a shell,
 -- coreutils (timeout, date, sleep) and lua5.4 for the comparisons.
 
-local BIN = os.getenv("ASYNCHOST_BIN") or "build/asynchost"
+local helpers = require "spec.helpers"
+local q, readfile, writefile = helpers.q, helpers.readfile, helpers.writefile
+local plain, tempfile = helpers.plain, helpers.tempfile
+local tempdir = helpers.tempdir
+
+local BIN = helpers.BIN  -- see spec/helpers.lua
 local LUA = "lua5.4"
 
 -- {======================================================
 -- helpers
 -- =======================================================
 
-local helpers = require "spec.helpers"
-local q, readfile, writefile = helpers.q, helpers.readfile, helpers.writefile
-
-local temps = {}
-
--- A temp file holding 's' (removed after each test).
-local function tempfile(s)
-  local name = os.tmpname()
-  writefile(name, s or "")
-  temps[#temps + 1] = name
-  return name
-end
-
--- A temp directory (removed after each test).
-local function tempdir()
-  local name = os.tmpname()
-  os.remove(name)
-  assert(os.execute("mkdir " .. q(name)))
-  temps[#temps + 1] = name
-  return name
-end
-
-after_each(function()
-  for _, name in ipairs(temps) do
-    os.execute("rm -rf " .. q(name))
-  end
-  temps = {}
-end)
-
-local function plain(s)  -- a Lua pattern that matches 's' literally
-  return (s:gsub("%p", "%%%0"))
-end
-
--- 'env' prefix: no LUA_INIT* from the caller, then the given variables.
-local function envprefix(env)
-  local parts = {"env -u LUA_INIT -u LUA_INIT_5_4"}
-  local keys = {}
-  for k in pairs(env or {}) do keys[#keys + 1] = k end
-  table.sort(keys)
-  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. q(env[k]) end
-  return table.concat(parts, " ")
-end
+after_each(helpers.cleanup)
 
 -- Runs 'interp' with the shell words 'args' (already quoted), bounded by
 -- 'timeout 10'.  opts.stdin: text piped to its stdin (else /dev/null);
 -- opts.env: environment variables.  Returns {out, err, code, secs}.
 local function run(interp, args, opts)
   opts = opts or {}
-  local out, err = tempfile(), tempfile()
-  local cmd = "timeout 10 " .. envprefix(opts.env) .. " " .. q(interp) ..
-              " " .. (args or "")
-  if opts.stdin then
-    cmd = "cat " .. q(tempfile(opts.stdin)) .. " | " .. cmd
-  else
-    cmd = cmd .. " </dev/null"
-  end
-  local script = tempfile(
-    "start=$(date +%s%N)\n" ..
-    cmd .. " >" .. q(out) .. " 2>" .. q(err) .. "\n" ..
-    "rc=$?\n" ..
-    "stop=$(date +%s%N)\n" ..
-    "echo \"$rc $((stop - start))\"\n")
-  local p = assert(io.popen("sh " .. q(script), "r"))
-  local line = p:read("a")
-  p:close()
-  local code, ns = line:match("(%d+) (%d+)")
-  assert(code, "bad output from the shell: " .. line)
-  return {out = readfile(out), err = readfile(err), code = tonumber(code),
-          secs = tonumber(ns) / 1e9}
+  return helpers.run(args, {bin = interp, timeout = 10, env = opts.env,
+                            stdin = opts.stdin})
 end
 
 local function host(args, opts) return run(BIN, args, opts) end

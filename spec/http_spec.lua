@@ -117,7 +117,7 @@ describe("http client", function()
 
   it("1,000 requests to /delay/0.1 at concurrency 1,000 overlap", function()
     -- the test server in a process of its own, as a real server would be
-    local bin = os.getenv("ASYNCHOST_BIN") or "build/asynchost"
+    local bin = require("spec.helpers").BIN
     local out, pidf = os.tmpname(), os.tmpname()
     os.execute(("%s serve --port 0 > %s 2>&1 </dev/null & echo $! > %s")
                :format(bin, out, pidf))

@@ -6,22 +6,16 @@ require "asynchost.busted"
 local helpers = require "spec.helpers"
 local q = helpers.q
 
-local BIN = os.getenv("ASYNCHOST_BIN") or "build/asynchost"
+local BIN = helpers.BIN  -- the asynchost executable under test
 
-local temps = {}
-after_each(function()
-  for _, name in ipairs(temps) do os.remove(name) end
-  temps = {}
-end)
+after_each(helpers.cleanup)
 
 -- Runs 'script' (Lua source) under the executable, after the shell
 -- commands 'pre' ("ulimit -n 256"), with 'env' ("NAME=value ...") and
 -- the argument 'arg1'.  Returns its output (stdout and stderr) and exit
 -- status.
 local function child(script, pre, env, timeout, arg1)
-  local name = os.tmpname()
-  temps[#temps + 1] = name
-  helpers.writefile(name, script)
+  local name = helpers.tempfile(script)
   return helpers.sh(("%s; exec env %s %s %s %s"):format(pre or ":", env or "",
                     q(BIN), q(name), arg1 and q(arg1) or ""), timeout or 60)
 end

@@ -7,64 +7,17 @@
 -- checked for its reports.
 
 local helpers = require "spec.helpers"
-local q, readfile, writefile = helpers.q, helpers.readfile, helpers.writefile
+local q, readfile, plain = helpers.q, helpers.readfile, helpers.plain
+local tempfile, tempdir = helpers.tempfile, helpers.tempdir
 
-local function exists(path)
-  local f = io.open(path, "r")
-  if f then f:close() end
-  return f ~= nil
-end
-
-local function dirname(path)
-  return path:match("^(.*)/[^/]*$") or "."
-end
-
--- The binary under test: ASYNCHOST_BIN; else the interpreter running the
--- specs if it is asynchost; else, under lua5.4, the one built beside the C
--- module found on package.cpath (build-x/lua/asynchost.so); else build/'s.
-local BIN = os.getenv("ASYNCHOST_BIN")
-if not BIN then
-  local interp = arg and arg[-1]
-  local so = package.searchpath("asynchost", package.cpath)
-  local beside = so and dirname(dirname(so)) .. "/asynchost"
-  if interp and interp:match("asynchost$") then BIN = interp
-  elseif beside and exists(beside) then BIN = beside
-  else BIN = "build/asynchost" end
-end
-
-local PTYRUN = os.getenv("ASYNCHOST_PTYRUN")
-if not PTYRUN or not exists(PTYRUN) then
-  PTYRUN = nil
-  for _, p in ipairs{dirname(BIN) .. "/ptyrun", "build/ptyrun"} do
-    if exists(p) then PTYRUN = p break end
-  end
-end
+-- The binary under test, and tests/ptyrun: see spec/helpers.lua.
+local BIN, PTYRUN = helpers.BIN, helpers.PTYRUN
 
 -- {======================================================
 -- helpers
 -- =======================================================
 
-local temps = {}
-
-local function tempfile(s)
-  local name = os.tmpname()
-  writefile(name, s or "")
-  temps[#temps + 1] = name
-  return name
-end
-
-local function tempdir()
-  local name = os.tmpname()
-  os.remove(name)
-  assert(os.execute("mkdir " .. q(name)))
-  temps[#temps + 1] = name
-  return name
-end
-
-after_each(function()
-  for _, name in ipairs(temps) do os.execute("rm -rf " .. q(name)) end
-  temps = {}
-end)
+after_each(helpers.cleanup)
 
 -- The steps of a ptyrun script; their text is written with escapes.
 local function esc(s)
@@ -112,10 +65,6 @@ end
 local function clean(r)
   assert(r.ok, "the REPL did not do what the script expected:\n" .. r.screen)
   assert.equal(0, r.code, r.screen)
-end
-
-local function plain(s)  -- a Lua pattern that matches 's' literally
-  return (s:gsub("%p", "%%%0"))
 end
 
 -- Does the screen show 'line' as one whole line?

@@ -1,22 +1,12 @@
 local async = require "asynchost"
 require "asynchost.busted"
 local helpers = require "spec.helpers"
-local errclass, writefile = helpers.errclass, helpers.writefile
+local errclass = helpers.errclass
 local process = async.process
 
--- The asynchost executable under test: $ASYNCHOST_BIN, else the one
--- running busted, else the one next to the C module in LUA_CPATH.
-local function findbin()
-  local bin = os.getenv("ASYNCHOST_BIN")
-  if bin then return bin end
-  if arg and type(arg[-1]) == "string" and arg[-1]:match("asynchost$") then
-    return arg[-1]
-  end
-  local dir = package.cpath:match("([^;]*)/lua/%?%.so")
-  if dir and io.open(dir .. "/asynchost") then return dir .. "/asynchost" end
-  return "build/asynchost"
-end
-local BIN = findbin()
+local BIN = helpers.BIN  -- the asynchost executable under test
+
+after_each(helpers.cleanup)
 
 local function kill(sig)
   process.run("kill", {"-" .. sig, tostring(process.getpid())},
@@ -25,11 +15,9 @@ end
 
 -- Runs 'src' as a script under BIN: stdout, stderr, exit code, seconds.
 local function script(src)
-  local name = os.tmpname()
-  writefile(name, src)
+  local name = helpers.tempfile(src)
   local t0 = async.loop_time()
   local r = process.run(BIN, {name}, {timeout = 20})
-  os.remove(name)
   return r.stdout, r.stderr, r.code, async.loop_time() - t0
 end
 

@@ -5,7 +5,7 @@ require "asynchost.busted"
 local helpers = require "spec.helpers"
 local q = helpers.q
 
-local BIN = os.getenv("ASYNCHOST_BIN") or "build/asynchost"
+local BIN = helpers.BIN  -- the asynchost executable under test
 
 describe("soak", function()
   it("25 s of churn and HTTP traffic: memory and fds stay flat", function()

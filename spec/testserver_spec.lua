@@ -4,9 +4,10 @@ local async = require "asynchost"
 require "asynchost.busted"
 local ts = require "asynchost.testserver"
 local cjson = require "cjson"
-local response = require("spec.helpers").response
+local helpers = require "spec.helpers"
+local response = helpers.response
 
-local BIN = os.getenv("ASYNCHOST_BIN") or "build/asynchost"
+local BIN = helpers.BIN  -- the asynchost executable under test
 
 -- Writes one request on stream s.  opts: headers (a table), body.
 local function send(s, port, method, path, opts)

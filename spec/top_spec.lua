@@ -4,35 +4,14 @@
 -- error, on Ctrl-C and after os.exit.
 
 local helpers = require "spec.helpers"
-local q, readfile, writefile = helpers.q, helpers.readfile, helpers.writefile
+local q, readfile, count = helpers.q, helpers.readfile, helpers.count
+local BIN, script, tempname = helpers.BIN, helpers.script, helpers.tempname
 
-local BIN = os.getenv("ASYNCHOST_BIN") or "build/asynchost"
 local ENTER, LEAVE = "\27[?1049h", "\27[?1049l"  -- the alternate screen
 
-local temps = {}
+after_each(helpers.cleanup)
 
-local function tempname(suffix)
-  local name = os.tmpname()
-  os.remove(name)
-  name = name .. (suffix or "")
-  temps[#temps + 1] = name
-  return name
-end
-
-local function script(text)
-  local name = tempname(".lua")
-  writefile(name, text)
-  return name
-end
-
-after_each(function()
-  for _, name in ipairs(temps) do os.execute("rm -rf " .. q(name)) end
-  temps = {}
-end)
-
-local function haspty()
-  return os.execute("command -v script > /dev/null 2>&1") == true
-end
+local function haspty() return helpers.onpath("script") end
 
 -- Runs 'cmd' (shell words) in a pty; returns what the terminal got and the
 -- exit status.  'during' (shell) runs beside it, with $pidfile holding the
@@ -47,12 +26,6 @@ local function inpty(cmd, during)
               .. "wait $spid; echo $? > %s")
              :format(q(pidfile), q(inner), q(out), during or ":", q(rc)))
   return readfile(out), tonumber(readfile(rc))
-end
-
-local function count(s, pat)
-  local n = 0
-  for _ in s:gmatch(pat) do n = n + 1 end
-  return n
 end
 
 -- waits until the command wrote its pid (it runs), then 'extra' shell

@@ -6,45 +6,12 @@
 
 local cjson = require "cjson"
 local helpers = require "spec.helpers"
-local q, readfile, writefile = helpers.q, helpers.readfile, helpers.writefile
+local q, readfile = helpers.q, helpers.readfile
+local run, script, tempname = helpers.run, helpers.script, helpers.tempname
 
-local BIN = os.getenv("ASYNCHOST_BIN") or "build/asynchost"
 local OUTDIR = "/tmp/asynchost-test-output"
 
-local temps = {}
-
-local function tempname(suffix)
-  local name = os.tmpname()
-  os.remove(name)
-  name = name .. (suffix or "")
-  temps[#temps + 1] = name
-  return name
-end
-
-local function script(text)
-  local name = tempname(".lua")
-  writefile(name, text)
-  return name
-end
-
-after_each(function()
-  for _, name in ipairs(temps) do os.execute("rm -rf " .. q(name)) end
-  temps = {}
-end)
-
--- Runs the executable with shell words 'args'; returns {out, err, code}.
-local function run(args, env)
-  local out, err = tempname(), tempname()
-  local cmd = ("env -u ASYNCHOST_DEBUG -u LUA_INIT -u LUA_INIT_5_4 %s "
-               .. "timeout 60 %s %s > %s 2> %s < /dev/null")
-              :format(env or "", q(BIN), args, q(out), q(err))
-  local ok, _, code = os.execute(cmd)
-  return {out = readfile(out), err = readfile(err), code = ok and 0 or code}
-end
-
-local function exists(cmd)
-  return os.execute("command -v " .. cmd .. " > /dev/null 2>&1") == true
-end
+after_each(helpers.cleanup)
 
 -- The fields every phase needs, per the trace-event format.
 local PHASES = {X = {"ts", "dur"}, B = {"ts"}, E = {"ts"}, M = {"args"},
@@ -276,7 +243,7 @@ describe("--trace out.html", function()
                             .. "(.-)</script>")
     assert.is_string(json)
     checkformat(cjson.decode(json))
-    if not exists("chromium") then
+    if not helpers.onpath("chromium") then
       pending("chromium is not installed: the page was not rendered")
       return
     end

@@ -13,44 +13,14 @@ local async = require "asynchost"
 require "asynchost.busted"
 local cjson = require "cjson"
 local helpers = require "spec.helpers"
-local q, readfile = helpers.q, helpers.readfile
+local q, readfile, plain = helpers.q, helpers.readfile, helpers.plain
+local count, tempname = helpers.count, helpers.tempname
 
-local function exists(path)
-  local f = io.open(path, "r")
-  if f then f:close() end
-  return f ~= nil
-end
-
-local function dirname(path)
-  return path:match("^(.*)/[^/]*$") or "."
-end
-
-local function onpath(cmd)
-  return os.execute("command -v " .. cmd .. " > /dev/null 2>&1") == true
-end
-
--- The binary under test: ASYNCHOST_BIN; else the interpreter running the
--- specs if it is asynchost; else, under lua5.4, the one built beside the C
--- module (build-x/lua/asynchost.so); else build/'s.
-local BIN = os.getenv("ASYNCHOST_BIN")
-if not BIN then
-  local interp = arg and arg[-1]
-  local so = package.searchpath("asynchost", package.cpath)
-  local beside = so and dirname(dirname(so)) .. "/asynchost"
-  if interp and interp:match("asynchost$") then BIN = interp
-  elseif beside and exists(beside) then BIN = beside
-  else BIN = "build/asynchost" end
-end
-
--- The pty driver for --top: tests/ptyrun (ASYNCHOST_PTYRUN, which the
--- suite sets for the REPL's specs only, else built beside BIN), else
--- script(1) of util-linux.
-local PTYRUN = os.getenv("ASYNCHOST_PTYRUN")
-if not PTYRUN or not exists(PTYRUN) then
-  PTYRUN = exists(dirname(BIN) .. "/ptyrun") and dirname(BIN) .. "/ptyrun"
-           or nil
-end
-local SCRIPT = not PTYRUN and onpath("script")
+-- The binary under test (see spec/helpers.lua), and the pty driver for
+-- --top: tests/ptyrun (ASYNCHOST_PTYRUN, else built beside BIN or in
+-- build/), else script(1) of util-linux.
+local BIN, PTYRUN = helpers.BIN, helpers.PTYRUN
+local SCRIPT = not PTYRUN and helpers.onpath("script")
 
 local CRAWLER = "solutions/lab4/web_crawler.lua"
 local SCRAPER = "solutions/lab4/web_scraper.lua"
@@ -62,30 +32,7 @@ local SCALE = "0.1"  -- the crawler's 2 s timeout becomes 0.2 s
 -- helpers
 -- =======================================================
 
-local temps = {}
-
-local function tempname(suffix)
-  local name = os.tmpname()
-  os.remove(name)
-  name = name .. (suffix or "")
-  temps[#temps + 1] = name
-  return name
-end
-
-after_each(function()
-  for _, name in ipairs(temps) do os.execute("rm -rf " .. q(name)) end
-  temps = {}
-end)
-
-local function plain(s)  -- a Lua pattern that matches s literally
-  return (s:gsub("%p", "%%%0"))
-end
-
-local function count(s, pat)
-  local n = 0
-  for _ in s:gmatch(pat) do n = n + 1 end
-  return n
-end
+after_each(helpers.cleanup)
 
 -- The environment of a child: ours, without what would change the
 -- tools' output, with the lab's time scale and 'extra' on top.
@@ -353,7 +300,7 @@ describe("a trace of a lab solution", function()
     end
   end, 90)
 
-  local chromium = onpath("chromium")
+  local chromium = helpers.onpath("chromium")
   if not chromium then
     pending("chromium is not installed: the real-world trace is not rendered")
     return
