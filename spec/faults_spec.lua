@@ -44,6 +44,8 @@ local function nfds()
 end
 
 -- Waits (up to 3 s) for the fds to come back to 'base'; returns the count.
+-- (fewer than at the start is fine: a connection an earlier test left to
+-- close may close meanwhile)
 local function settlefds(base)
   local n = nfds()
   for _ = 1, 150 do
@@ -117,7 +119,8 @@ describe("fault modes", function()
     tick.stop()
     assert(tick.late < 0.25, "the ticker was late by " .. tick.late .. " s")
     assert.is_true(tick.ticks > 50)
-    assert.equal(fds, settlefds(fds))
+    local nfd = settlefds(fds)
+    assert(nfd <= fds, ("%d fds open after, %d before"):format(nfd, fds))
     assert.equal(handles, #core.handles())
   end, 60)
 
@@ -153,7 +156,8 @@ describe("fault modes", function()
     assert.equal(180, n)
     for _, mode in ipairs(faults.MODES) do assert.equal(20, seen[mode]) end
     assert(tick.late < 0.25, "the ticker was late by " .. tick.late .. " s")
-    assert.equal(fds, settlefds(fds))
+    local nfd = settlefds(fds)
+    assert(nfd <= fds, ("%d fds open after, %d before"):format(nfd, fds))
     assert.equal(handles, #core.handles())
   end, 60)
 
@@ -173,7 +177,8 @@ describe("fault modes", function()
       assert.is_true(async.loop_time() - t0 < 0.5)
       assert.equal(200, s:get("/get").status)
     end
-    assert.equal(fds, settlefds(fds))
+    local nfd = settlefds(fds)
+    assert(nfd <= fds, ("%d fds open after, %d before"):format(nfd, fds))
   end)
 
   it("wait_for cuts a trickle short; a streamed body that drops raises",
@@ -222,7 +227,8 @@ describe("fault modes", function()
       assert.equal(200, status)
       assert.equal(50, #body)
     end
-    assert.equal(fds, settlefds(fds))
+    local nfd = settlefds(fds)
+    assert(nfd <= fds, ("%d fds open after, %d before"):format(nfd, fds))
   end)
 
   it("unknown modes and bad parameters are plain HTTP errors", function()
@@ -282,7 +288,8 @@ describe("the lab crawlers against the fault modes", function()
     end
     tick.stop()
     assert(tick.late < 0.25, "the ticker was late by " .. tick.late .. " s")
-    assert.equal(fds, settlefds(fds))
+    local nfd = settlefds(fds)
+    assert(nfd <= fds, ("%d fds open after, %d before"):format(nfd, fds))
   end, 30)
 
   it("web_scraper: every page scraped or counted as failed", function()
@@ -303,6 +310,7 @@ describe("the lab crawlers against the fault modes", function()
       assert.equal(2, #results)  -- /site/ and length-short
       assert.equal(#urls - 2, #s.errors)
     end
-    assert.equal(fds, settlefds(fds))
+    local nfd = settlefds(fds)
+    assert(nfd <= fds, ("%d fds open after, %d before"):format(nfd, fds))
   end, 30)
 end)

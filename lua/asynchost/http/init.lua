@@ -165,8 +165,10 @@ local OPTKINDS = {
 
 -- Checks the options table opts, argument i of fname; returns it (or {}).
 -- Errors blame the caller's caller 'level' levels up.
+local NOOPTS = {}  -- a call without options (never written to)
+
 local function checkopts(opts, i, fname, level)
-  if opts == nil then return {} end
+  if opts == nil then return NOOPTS end
   if type(opts) ~= "table" then
     argerror(i, fname, "table expected, got " .. typename(opts), level + 1)
   end
@@ -214,6 +216,21 @@ function Session:request(method, url, opts)
   return request(self, method, url, opts, "request", 2)
 end
 
+-- The options of a transfer as curl.c's perform takes them: the request's
+-- own over the session's.
+local function transferopts(self, opts)
+  return {
+    stream = opts.stream and 1 or 0,
+    timeout = opts.timeout or self.timeout,
+    connect_timeout = opts.connect_timeout or self.connect_timeout,
+    follow = (opts.follow_redirects == nil and self.follow_redirects
+              or opts.follow_redirects) and 1 or 0,
+    max_redirects = opts.max_redirects or self.max_redirects,
+    verify = self.verify_tls and 1 or 0,
+    user_agent = self.user_agent,
+  }
+end
+
 function Session:_request(method, url, opts)
   if self.base_url and not url:match("^%a[%w+.-]*://") then
     url = self.base_url:gsub("/$", "") .. (url:sub(1, 1) == "/" and "" or "/") .. url
@@ -221,16 +238,21 @@ function Session:_request(method, url, opts)
   if opts.params then
     url = url .. (url:find("?", 1, true) and "&" or "?") .. encodeform(opts.params)
   end
-  local headers, set = {}, {}
-  local function add(k, v)
-    headers[#headers + 1] = k .. ": " .. tostring(v)
-    set[k:lower()] = true
-  end
-  for k, v in pairs(opts.headers or {}) do add(k, v) end
-  for k, v in pairs(self.headers) do
-    if not set[k:lower()] then add(k, v) end
-  end
   local body = opts.body
+  local headers, set, add
+  if opts.headers == nil and opts.json == nil and opts.form == nil then
+    headers = self._hlines  -- the session's own, made once
+  else
+    headers, set = {}, {}
+    function add(k, v)
+      headers[#headers + 1] = k .. ": " .. tostring(v)
+      set[k:lower()] = true
+    end
+    for k, v in pairs(opts.headers or NOOPTS) do add(k, v) end
+    for k, v in pairs(self.headers) do
+      if not set[k:lower()] then add(k, v) end
+    end
+  end
   if opts.json ~= nil then
     body = cjson.encode(opts.json)
     if not set["content-type"] then add("Content-Type", "application/json") end
@@ -244,24 +266,17 @@ function Session:_request(method, url, opts)
     error("bad argument to 'request' (body must be a string)", 3)
   end
   local status, raw, text, final, elapsed, reused, stream =
-    self._core:perform(method:upper(), url, headers, body, {
-      stream = opts.stream and 1 or 0,
-      timeout = opts.timeout or self.timeout,
-      connect_timeout = opts.connect_timeout or self.connect_timeout,
-      follow = (opts.follow_redirects == nil and self.follow_redirects
-                or opts.follow_redirects) and 1 or 0,
-      max_redirects = opts.max_redirects or self.max_redirects,
-      verify = self.verify_tls and 1 or 0,
-      user_agent = self.user_agent,
-    })
+    self._core:perform(method:upper(), url, headers, body,
+                       opts == NOOPTS and self._popts or transferopts(self, opts))
   return setmetatable({status = status, _head = raw, body = text, url = final,
                        elapsed = elapsed, reused = reused, _stream = stream},
                       Response)
 end
 
 for _, m in ipairs(methods) do
+  local upper = m:upper()
   Session[m] = function(self, url, opts)
-    return request(self, m:upper(), url, opts, m, 1)
+    return request(self, upper, url, opts, m, 1)
   end
 end
 
@@ -288,7 +303,7 @@ Session.__close = Session.close
 --- session{...} (see the module's comment)
 function M.session(opts)
   opts = checkopts(opts, 1, "session", 2)
-  return setmetatable({
+  local self = setmetatable({
     _core = curl.session(opts.max_connections, opts.max_per_host),
     base_url = opts.base_url,
     headers = opts.headers or {},
@@ -299,6 +314,14 @@ function M.session(opts)
     verify_tls = opts.verify_tls ~= false,
     user_agent = opts.user_agent or "asynchost/0.1",
   }, Session)
+  -- what a request without options sends, made once: the settings are
+  -- those given here (changing the fields afterwards is not supported)
+  self._hlines = {}
+  for k, v in pairs(self.headers) do
+    self._hlines[#self._hlines + 1] = k .. ": " .. tostring(v)
+  end
+  self._popts = transferopts(self, NOOPTS)
+  return self
 end
 
 -- http.get(url, opts) and friends: a shared default session
@@ -312,8 +335,9 @@ function M.request(method, url, opts)
   return request(shared(), method, url, opts, "request", 2)
 end
 for _, m in ipairs(methods) do
+  local upper = m:upper()
   M[m] = function(url, opts)
-    return request(shared(), m:upper(), url, opts, m, 1)
+    return request(shared(), upper, url, opts, m, 1)
   end
 end
 
