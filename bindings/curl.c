@@ -17,8 +17,98 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dlfcn.h>
+#define CURL_DISABLE_TYPECHECK  /* the calls below go through pointers */
 #include <curl/curl.h>
 #include "asynchost.h"
+
+
+/* {======================================================
+** libcurl, loaded when the first session is made
+** =======================================================
+** libcurl and the 30-odd libraries it needs (TLS, LDAP, SSH, Kerberos...)
+** took ~7 ms to map and relocate at every start of the executable, for
+** programs that mostly make no HTTP request (start-up: 9 ms against
+** lua5.4's 1.4 ms).  So the functions below are looked up with dlopen and
+** dlsym the first time a session is made, once per process.
+*/
+
+#define CURLFUNCS(X) \
+  X(CURLcode, global_init, (long)) \
+  X(CURL *, easy_init, (void)) \
+  X(void, easy_cleanup, (CURL *)) \
+  X(void, easy_reset, (CURL *)) \
+  X(CURLcode, easy_setopt, (CURL *, CURLoption, ...)) \
+  X(CURLcode, easy_getinfo, (CURL *, CURLINFO, ...)) \
+  X(CURLcode, easy_pause, (CURL *, int)) \
+  X(const char *, easy_strerror, (CURLcode)) \
+  X(CURLM *, multi_init, (void)) \
+  X(CURLMcode, multi_cleanup, (CURLM *)) \
+  X(CURLMcode, multi_setopt, (CURLM *, CURLMoption, ...)) \
+  X(CURLMcode, multi_add_handle, (CURLM *, CURL *)) \
+  X(CURLMcode, multi_remove_handle, (CURLM *, CURL *)) \
+  X(CURLMcode, multi_socket_action, (CURLM *, curl_socket_t, int, int *)) \
+  X(CURLMcode, multi_assign, (CURLM *, curl_socket_t, void *)) \
+  X(CURLMsg *, multi_info_read, (CURLM *, int *)) \
+  X(struct curl_slist *, slist_append, (struct curl_slist *, const char *)) \
+  X(void, slist_free_all, (struct curl_slist *))
+
+#define FIELD(ret, name, args)  ret (*name) args;
+static struct { CURLFUNCS(FIELD) } api;
+#undef FIELD
+
+static uv_once_t loadonce = UV_ONCE_INIT;
+static char loaderror[256];  /* why libcurl could not be loaded, or "" */
+
+static void loadcurl (void) {
+  void *lib = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+  if (lib == NULL) {
+    snprintf(loaderror, sizeof(loaderror), "%s", dlerror());
+    return;
+  }
+#define LOOKUP(ret, name, args) \
+  if ((*(void **)&api.name = dlsym(lib, "curl_" #name)) == NULL) { \
+    snprintf(loaderror, sizeof(loaderror), "libcurl.so.4 lacks curl_%s", \
+             #name); \
+    return; \
+  }
+  CURLFUNCS(LOOKUP)
+#undef LOOKUP
+  /* once per process, before any other thread uses curl */
+  if (api.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    snprintf(loaderror, sizeof(loaderror), "curl_global_init failed");
+}
+
+/* Loads libcurl if not done yet; raises an error if it cannot be. */
+static void needcurl (lua_State *L) {
+  uv_once(&loadonce, loadcurl);
+  if (loaderror[0] != '\0')
+    luaL_error(L, "the HTTP client needs libcurl: %s", loaderror);
+}
+
+#undef curl_easy_setopt  /* curl.h's argument-count checks */
+#undef curl_easy_getinfo
+#undef curl_multi_setopt
+#define curl_global_init api.global_init
+#define curl_easy_init api.easy_init
+#define curl_easy_cleanup api.easy_cleanup
+#define curl_easy_reset api.easy_reset
+#define curl_easy_setopt api.easy_setopt
+#define curl_easy_getinfo api.easy_getinfo
+#define curl_easy_pause api.easy_pause
+#define curl_easy_strerror api.easy_strerror
+#define curl_multi_init api.multi_init
+#define curl_multi_cleanup api.multi_cleanup
+#define curl_multi_setopt api.multi_setopt
+#define curl_multi_add_handle api.multi_add_handle
+#define curl_multi_remove_handle api.multi_remove_handle
+#define curl_multi_socket_action api.multi_socket_action
+#define curl_multi_assign api.multi_assign
+#define curl_multi_info_read api.multi_info_read
+#define curl_slist_append api.slist_append
+#define curl_slist_free_all api.slist_free_all
+
+/* }====================================================== */
 
 #define SESSION_MT  "asynchost.HttpSession"
 #define BODY_MT     "asynchost.HttpBody"
@@ -641,7 +731,9 @@ static int s_stats (lua_State *L) {
 static int l_session (lua_State *L) {
   ah_sched *S = getsched(L);
   long maxc = (long)luaL_optinteger(L, 1, 0), maxh = (long)luaL_optinteger(L, 2, 0);
-  session *s = (session *)lua_newuserdatauv(L, sizeof(session), 0);
+  session *s;
+  needcurl(L);
+  s = (session *)lua_newuserdatauv(L, sizeof(session), 0);
   memset(s, 0, sizeof(*s));
   s->tag = AH_TAG_CURL;
   s->S = S;
@@ -699,11 +791,6 @@ int luaopen_asynchost_core_curl (lua_State *L) {
   lua_getglobal(L, "require");  /* net ignores SIGPIPE; curl needs it too */
   lua_pushliteral(L, "asynchost.core.net");
   lua_call(L, 1, 0);
-  static int inited = 0;
-  if (!inited) {  /* once per process, before any other thread uses curl */
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    inited = 1;
-  }
   ah_newclass(L, S, -1, SESSION_MT, meth, metameth);
   ah_newclass(L, S, -1, BODY_MT, bodymeth, bodymetameth);
   lua_newtable(L);
