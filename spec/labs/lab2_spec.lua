@@ -412,11 +412,7 @@ describe("lab2/examples", function()
     end)
   end
 
-  -- the examples are complete code: they live in exercises/ only
-  local dir = H.DIR
-  before_each(function() H.DIR = "exercises" end)
-  after_each(function() H.DIR = dir end)
-
+  -- the examples are complete code, the same in exercises/ and solutions/
   example("basic_async", {"^%-%- called directly", "tea is ready",
     "start brewing coffee", "^%-%- spawned as tasks", "both tasks started",
     "start brewing tea", "start brewing coffee", "got tea %(hot%) and coffee",
