@@ -87,6 +87,7 @@ build = {
         "bindings/pool.c",
         "bindings/top.c",
         "bindings/netserver.c",
+        "bindings/debug.c",
       },
       defines = {
         "_POSIX_C_SOURCE=200809L",

@@ -417,6 +417,13 @@ struct ah_trace {
 char *ah_trace_dupstr (const char *s);  /* malloc'ed copy, or NULL */
 double ah_trace_ms (uint64_t ns);
 void ah_trace_pushtracked (lua_State *L);  /* obj -> {kind...}, weak keys */
+/* debug.c (debug mode; also ah_trace_taskgc, _track, _unclosed,
+** _pushdumpinfo and _pushtracked above), for trace.c: the count hook
+** that notes where a slow step is, the report of a slow step, and debug
+** mode on (threshold from ASYNCHOST_SLOW) */
+void ah_trace_sampler (lua_State *L, lua_Debug *ar);
+void ah_trace_reportslow (ah_trace *T, ah_task *t, uint64_t d, int status);
+void ah_trace_setdebug (ah_trace *T);
 /* top.c: starts the dashboard (1, or 0 with a message on the stack),
 ** leaves it (the terminal as it was, then the last frame; 'uselua' 0:
 ** no Lua, as from atexit), pushes its figures (core.trace.stats()) */
