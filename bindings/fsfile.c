@@ -202,6 +202,8 @@ static int filegc (lua_State *L) {
   ffile **box = (ffile **)lua_touserdata(L, 1);
   ffile *f = *box;
   if (f == NULL) return 0;
+  if (!f->closed && f->S->trace)
+    ah_trace_unclosed(L, f->S, 1);  /* debug mode: say it leaked */
   *box = NULL;
   f->boxed = 0;
   f->closed = 1;
@@ -229,6 +231,8 @@ void ah_fs_newfile (lua_State *L, ah_sched *S, uv_file fd,
   f->fd = fd;
   f->boxed = 1;
   *box = f;
+  if (S->trace)  /* debug mode: where it was opened, if it leaks */
+    ah_trace_track(L, S, -1, "file", 1);
 }
 
 

@@ -6,7 +6,7 @@
 local helpers = require "spec.helpers"
 local q, readfile, plain = helpers.q, helpers.readfile, helpers.plain
 local BIN, run, script = helpers.BIN, helpers.run, helpers.script
-local tempname = helpers.tempname
+local tempname, writefile = helpers.tempname, helpers.writefile
 
 after_each(helpers.cleanup)
 
@@ -146,6 +146,30 @@ print("ok")
     -- not in debug mode: nothing
     r = run(q(path))
     assert.equal(0, r.code)
+    assert.equal("", r.err)
+  end)
+
+  it("reports files never closed, with where they were opened", function()
+    local data = tempname(".txt")
+    writefile(data, "one\ntwo\n")
+    local path = script(([[
+local async = require "asynchost"
+local f = async.fs.open(%q)          -- line 2: left open
+local g <close> = async.fs.open(%q)  -- closed by <close>
+local h = async.fs.open(%q)
+h:close()
+for line in async.fs.lines(%q) do end  -- closes itself at the end
+print(f:read("l"), g:read("l"))
+]]):format(data, data, data, data))
+    local r = run(q(path), {env = {ASYNCHOST_DEBUG = 1}})
+    assert.equal(0, r.code, r.err)
+    assert.equal("one\tone\n", r.out)
+    local n = 0
+    for _ in r.err:gmatch("file never closed") do n = n + 1 end
+    assert.equal(1, n, r.err)
+    assert.matches("file never closed.-" .. plain(path) .. ":2: in main chunk",
+                   r.err)
+    r = run(q(path))
     assert.equal("", r.err)
   end)
 end)
