@@ -217,6 +217,7 @@ void ah_settaskname (lua_State *L, int i, const char *name);
 void ah_pushwait (lua_State *L, ah_task *t);
 void ah_pushstory (lua_State *L, int i);
 void ah_pushtaskdump (lua_State *L, const char *title);
+void ah_pushspawnsite (lua_State *L, int i);  /* "file:line" or "?" */
 int ah_taskoutcome (lua_State *L, int i, int nresults, int raw);
 const char *ah_statename (int state);
 ah_task *ah_taskofwaiter (ah_waiter *w);
@@ -224,6 +225,12 @@ ah_task *ah_taskofwaiter (ah_waiter *w);
 /* errors (classes of asynchost.errors) */
 void ah_pusherror (lua_State *L, const char *cls, const char *msg);
 int ah_isa (lua_State *L, int i, const char *cls);
+/* fs.c: OSError (FileNotFoundError...) for libuv error 'err' on 'path'
+** ("ENOENT: no such file or directory: data/x.txt"; dest: "a -> b") */
+void ah_pushoserror (lua_State *L, int err, const char *path,
+                     const char *dest);
+/* sched.c: is chunk name 'src' a file of asynchost's own Lua library? */
+int ah_islibrary (const char *src);
 int ah_iscancellederror (lua_State *L, int i);
 void ah_pushcancelled (lua_State *L, ah_task *t);
 

@@ -21,20 +21,6 @@
 ** Slow steps and results nobody retrieved
 ** ======================================================= */
 
-/* Pushes "file:line" where the task at 'i' was spawned, or "?". */
-static void pushsite (lua_State *L, int i) {
-  ah_task *t = (ah_task *)lua_touserdata(L, i);
-  lua_Debug ar;
-  if (lua_getiuservalue(L, i, 2) == LUA_TFUNCTION) {
-    lua_getinfo(L, ">S", &ar);
-    lua_pushfstring(L, "%s:%d", ar.short_src, t->spawnline);
-  }
-  else {
-    lua_pop(L, 1);
-    lua_pushliteral(L, "?");
-  }
-}
-
 /* debug: a count hook on the tasks' coroutines (and the coroutines they
 ** make) notes where the step is once it runs past the threshold */
 void ah_trace_sampler (lua_State *L, lua_Debug *ar) {
@@ -58,7 +44,7 @@ void ah_trace_reportslow (ah_trace *T, ah_task *t, uint64_t d, int status) {
   lua_State *L = T->S->L;
   ah_pushtask(L, t);
   ah_pushname(L, -1);
-  pushsite(L, -2);
+  ah_pushspawnsite(L, -2);
   fprintf(stderr, "asynchost: debug: task '%s' (spawned at %s) held the "
           "loop for %.1f ms (threshold %.0f ms)\n", lua_tostring(L, -2),
           lua_tostring(L, -1), ah_trace_ms(d), ah_trace_ms(T->slow));
@@ -103,7 +89,7 @@ void ah_trace_taskgc (lua_State *L, ah_sched *S, int i) {
     return;
   t->f.observed = 1;
   ah_pushname(L, i);
-  pushsite(L, i);
+  ah_pushspawnsite(L, i);
   fprintf(stderr, "asynchost: debug: task '%s' (spawned at %s) returned a "
           "result that nobody retrieved (it was never awaited)\n",
           lua_tostring(L, -2), lua_tostring(L, -1));
@@ -128,7 +114,7 @@ static int libmade (lua_State *L) {
     lua_getinfo(L, "S", &ar);
     if (strcmp(ar.what, "C") == 0) continue;
     if (++nlua == 2)
-      return strstr(ar.source, "asynchost/") != NULL;
+      return ah_islibrary(ar.source);
   }
   return 0;
 }

@@ -45,8 +45,8 @@ static const char *errclass (int err) {
 /* Pushes the OSError (or subclass) of libuv error 'err' on 'path' (and
 ** 'dest' for two-path operations):
 ** "ENOENT: no such file or directory: data/x.txt". */
-static void pushfserror (lua_State *L, int err, const char *path,
-                         const char *dest) {
+void ah_pushoserror (lua_State *L, int err, const char *path,
+                     const char *dest) {
   if (dest != NULL)
     lua_pushfstring(L, "%s: %s: %s -> %s", uv_err_name(err), uv_strerror(err),
                     path, dest);
@@ -69,7 +69,7 @@ static void pushfserror (lua_State *L, int err, const char *path,
 
 int ah_fs_raiseerror (lua_State *L, int err, const char *path,
                          const char *dest) {
-  pushfserror(L, err, path, dest);
+  ah_pushoserror(L, err, path, dest);
   return lua_error(L);
 }
 
@@ -471,7 +471,7 @@ static int jobk (lua_State *L, int status, lua_KContext ctx) {
   }
   ah_checkwake(L, t);
   if (j->err != 0 && j->kind != J_EXISTS) {
-    pushfserror(L, j->err, j->path,
+    ah_pushoserror(L, j->err, j->path,
                 (j->kind == J_RENAME || j->kind == J_COPY) ? j->path2 : NULL);
     dropjob(box);
     return lua_error(L);

@@ -41,23 +41,6 @@ static void freehandle (uv_handle_t *h) {
   free(h);
 }
 
-/* Pushes an OSError (or the subclass for 'err') naming 'path'. */
-static void pushoserror (lua_State *L, int err, const char *path) {
-  const char *cls = "OSError";
-  if (err == UV_ENOENT) cls = "FileNotFoundError";
-  else if (err == UV_EACCES || err == UV_EPERM) cls = "PermissionError";
-  else if (err == UV_ENOTDIR) cls = "NotADirectoryError";
-  lua_pushfstring(L, "%s: %s: %s", uv_err_name(err), uv_strerror(err), path);
-  ah_pusherror(L, cls, lua_tostring(L, -1));
-  lua_remove(L, -2);
-  lua_pushstring(L, uv_err_name(err));
-  lua_setfield(L, -2, "code");
-  lua_pushinteger(L, err);
-  lua_setfield(L, -2, "errno");
-  lua_pushstring(L, path);
-  lua_setfield(L, -2, "path");
-}
-
 
 /* {======================================================
 ** Spawning
@@ -247,7 +230,7 @@ static int l_spawn (lua_State *L) {
     for (i = 0; i < 3; i++)
       if (pipeat[i]) closestream(L, pipeat[i]);
     what = culprit(S, file, cwd, &r);
-    pushoserror(L, r, what);
+    ah_pushoserror(L, r, what, NULL);
     lua_pushstring(L, file);
     lua_setfield(L, -2, "cmd");
     return lua_error(L);
@@ -321,7 +304,7 @@ static int p_kill (lua_State *L) {
   if (p->h == NULL) return 0;
   if ((r = uv_process_kill(p->h, signum)) < 0 && r != UV_ESRCH) {
     lua_pushfstring(L, "process %d", p->pid);
-    pushoserror(L, r, lua_tostring(L, -1));
+    ah_pushoserror(L, r, lua_tostring(L, -1), NULL);
     return lua_error(L);
   }
   return 0;

@@ -282,7 +282,7 @@ void ah_checkwake (lua_State *L, ah_task *t) {
 /* The running task, or a clear error naming 'fname'. */
 /* Is 'src' (a chunk name) a file of asynchost's own Lua library, whose
 ** directory is .../asynchost/ (or .../asynchost/http/)? */
-static int islibrary (const char *src) {
+int ah_islibrary (const char *src) {
   const char *end = strrchr(src, '/'), *p;
   int up;
   if (src[0] != '@' || end == NULL) return 0;
@@ -303,7 +303,7 @@ static void pushuserwhere (lua_State *L) {
   int level;
   for (level = 1; lua_getstack(L, level, &ar); level++) {
     lua_getinfo(L, "Sl", &ar);
-    if (ar.currentline > 0 && !islibrary(ar.source)) {
+    if (ar.currentline > 0 && !ah_islibrary(ar.source)) {
       lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
       return;
     }

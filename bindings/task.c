@@ -179,7 +179,7 @@ void ah_settaskname (lua_State *L, int i, const char *name) {
 }
 
 /* Pushes "file:line" where the task at 'i' was spawned, or "?" */
-static void pushwhere (lua_State *L, int i) {
+void ah_pushspawnsite (lua_State *L, int i) {
   ah_task *t = (ah_task *)lua_touserdata(L, i);
   i = lua_absindex(L, i);
   lua_Debug ar;
@@ -198,7 +198,7 @@ static void pushwhere (lua_State *L, int i) {
 static void pushspawnedat (lua_State *L, int i, const char *pre,
                            const char *post, const char *none) {
   i = lua_absindex(L, i);
-  pushwhere(L, i);
+  ah_pushspawnsite(L, i);
   if (strcmp(lua_tostring(L, -1), "?") == 0) {
     lua_pop(L, 1);
     lua_pushstring(L, none);
@@ -584,7 +584,7 @@ void ah_cancelall (lua_State *L, ah_sched *S, const char *why) {
     t = (ah_task *)lua_touserdata(L, -1);
     if (t->f.state == AH_PENDING) {
       ah_pushname(L, -1);
-      pushwhere(L, -2);
+      ah_pushspawnsite(L, -2);
       fprintf(stderr, "asynchost: cancelling task '%s' (spawned at %s), "
               "still pending when %s\n", lua_tostring(L, -2),
               lua_tostring(L, -1), why);
