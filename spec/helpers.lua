@@ -231,4 +231,42 @@ end
 
 -- }======================================================
 
+-- The fields every phase needs, per the trace-event format.
+local TRACE_PHASES = {X = {"ts", "dur"}, B = {"ts"}, E = {"ts"}, M = {"args"},
+                s = {"ts", "id"}, f = {"ts", "id"}, i = {"ts"}}
+
+--- Checks a decoded --trace JSON document against the trace-event format
+-- (Chrome/Perfetto): the fields each phase needs, their types.
+function M.checktrace(doc)
+  local assert = require "luassert"
+  local cjson = require "cjson"
+  assert.is_table(doc.traceEvents)
+  assert.is_true(#doc.traceEvents > 0)
+  for k, e in ipairs(doc.traceEvents) do
+    local what = "event " .. k .. ": " .. cjson.encode(e)
+    assert.is_string(e.name, what)
+    assert.is_string(e.ph, what)
+    assert.is_table(TRACE_PHASES[e.ph], "unknown phase: " .. what)
+    assert.is_number(e.pid, what)
+    assert.is_number(e.tid, what)
+    for _, field in ipairs(TRACE_PHASES[e.ph]) do
+      assert.is_not_nil(e[field], field .. " missing: " .. what)
+    end
+    if e.ts then
+      assert.is_number(e.ts, what)
+      assert.is_true(e.ts >= 0, what)
+    end
+    if e.ph == "X" then
+      assert.is_number(e.dur, what)
+      assert.is_true(e.dur >= 0, what)
+    elseif e.ph == "M" then
+      assert.is_true(e.name == "process_name" or e.name == "thread_name"
+                     or e.name == "thread_sort_index", what)
+    elseif e.ph == "f" then
+      assert.equal("e", e.bp, what)
+    end
+  end
+end
+
+
 return M

@@ -13,39 +13,6 @@ local OUTDIR = "/tmp/asynchost-test-output"
 
 after_each(helpers.cleanup)
 
--- The fields every phase needs, per the trace-event format.
-local PHASES = {X = {"ts", "dur"}, B = {"ts"}, E = {"ts"}, M = {"args"},
-                s = {"ts", "id"}, f = {"ts", "id"}, i = {"ts"}}
-
-local function checkformat(doc)
-  assert.is_table(doc.traceEvents)
-  assert.is_true(#doc.traceEvents > 0)
-  for k, e in ipairs(doc.traceEvents) do
-    local what = "event " .. k .. ": " .. cjson.encode(e)
-    assert.is_string(e.name, what)
-    assert.is_string(e.ph, what)
-    assert.is_table(PHASES[e.ph], "unknown phase: " .. what)
-    assert.is_number(e.pid, what)
-    assert.is_number(e.tid, what)
-    for _, field in ipairs(PHASES[e.ph]) do
-      assert.is_not_nil(e[field], field .. " missing: " .. what)
-    end
-    if e.ts then
-      assert.is_number(e.ts, what)
-      assert.is_true(e.ts >= 0, what)
-    end
-    if e.ph == "X" then
-      assert.is_number(e.dur, what)
-      assert.is_true(e.dur >= 0, what)
-    elseif e.ph == "M" then
-      assert.is_true(e.name == "process_name" or e.name == "thread_name"
-                     or e.name == "thread_sort_index", what)
-    elseif e.ph == "f" then
-      assert.equal("e", e.bp, what)
-    end
-  end
-end
-
 -- The events of the trace, indexed: tasks by name, their tids, waits and
 -- flows by tid.
 local function index(doc)
@@ -89,7 +56,7 @@ describe("--trace out.json", function()
     assert.equal("6\n", r.out)
     assert.matches("trace written to", r.err, 1, true)
     local doc = cjson.decode(readfile(out))
-    checkformat(doc)
+    helpers.checktrace(doc)
     local ix = index(doc)
     local main = ix.task.main
     assert.is_table(main, "the main task has a span")
@@ -163,7 +130,7 @@ getter:await(); locker:await(); evw:await()
 ]])))
     assert.equal(0, r.code, r.err)
     local doc = cjson.decode(readfile(out))
-    checkformat(doc)
+    helpers.checktrace(doc)
     local ix = index(doc)
     local function waitnames(name)
       local l = {}
@@ -201,7 +168,7 @@ os.exit(3)
 ]])))
     assert.equal(3, r.code)
     local doc = cjson.decode(readfile(out))
-    checkformat(doc)
+    helpers.checktrace(doc)
     ix = index(doc)
     assert.equal("pending", ix.task.pending.args.outcome)
     assert.equal("pending", ix.task.main.args.outcome)
@@ -242,7 +209,7 @@ describe("--trace out.html", function()
     local json = html:match('<script id="trace%-data" type="application/json">'
                             .. "(.-)</script>")
     assert.is_string(json)
-    checkformat(cjson.decode(json))
+    helpers.checktrace(cjson.decode(json))
     if not helpers.onpath("chromium") then
       pending("chromium is not installed: the page was not rendered")
       return

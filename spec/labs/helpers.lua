@@ -22,7 +22,7 @@ M.SCALE = 0.2
 M.SCRIPT_SCALE = 0.05
 M.SLACK = 0.1  -- seconds a busy 2-core machine may add to a wait
 M.DIR = os.getenv("LAB_DIR") or "solutions"
-M.BIN = os.getenv("ASYNCHOST_BIN") or "build/asynchost"
+M.BIN = helpers.BIN  -- the executable under test (spec/helpers.lua)
 
 --- The path of a lab file: DIR/lab/name.lua.
 function M.path(lab, name)
@@ -134,21 +134,9 @@ function M.script(lab, name, timeout)
                     timeout or 20)
 end
 
---- A new empty directory; removed by M.cleanup().
-local temps = {}
-function M.tempdir()
-  local name = os.tmpname()
-  os.remove(name)
-  assert(os.execute("mkdir " .. helpers.q(name)))
-  temps[#temps + 1] = name
-  return name
-end
-
---- Removes the directories made by M.tempdir (call it in after_each).
-function M.cleanup()
-  for _, name in ipairs(temps) do os.execute("rm -rf " .. helpers.q(name)) end
-  temps = {}
-end
+--- A new empty directory, and removing them all (call it in after_each):
+-- spec/helpers.lua's.
+M.tempdir, M.cleanup = helpers.tempdir, helpers.cleanup
 
 M.readfile, M.writefile, M.q = helpers.readfile, helpers.writefile, helpers.q
 

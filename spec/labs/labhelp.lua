@@ -15,8 +15,9 @@ M.dir = os.getenv("LAB_DIR") or "solutions"
 -- delays, in "lab seconds", shrink to a tenth.
 M.scale = 0.1
 
---- The asynchost executable, for the specs that run a lab as a script.
-M.bin = os.getenv("ASYNCHOST_BIN") or "build/asynchost"
+--- The asynchost executable, for the specs that run a lab as a script
+-- (spec/helpers.lua's rule).
+M.bin = require("spec.helpers").BIN
 
 --- The path of `file` of `lab` in the tree under test.
 function M.path(lab, file)
@@ -67,12 +68,7 @@ function M.load(lab, file, scale)
 end
 
 --- Calls fn(...) and returns the seconds it took, then its results.
-function M.timed(fn, ...)
-  local async = require "asynchost"
-  local t0 = async.loop_time()
-  local r = table.pack(fn(...))
-  return async.loop_time() - t0, table.unpack(r, 1, r.n)
-end
+M.timed = require("spec.labs.helpers").elapsed
 
 --- pcall(fn, ...), but an unfinished exercise's TODO error is raised, so
 -- that a spec expecting an error reports the TODO, not a wrong error.

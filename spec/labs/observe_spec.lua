@@ -78,31 +78,6 @@ local function lineof(path, text)
   error(("no line of %s holds %q"):format(path, text))
 end
 
--- The fields every phase needs, per the trace-event format.
-local PHASES = {X = {"ts", "dur"}, B = {"ts"}, E = {"ts"}, M = {"args"},
-                s = {"ts", "id"}, f = {"ts", "id"}, i = {"ts"}}
-
-local function checkformat(doc)
-  assert.is_table(doc.traceEvents)
-  assert.is_true(#doc.traceEvents > 0)
-  for k, e in ipairs(doc.traceEvents) do
-    local what = "event " .. k .. ": " .. cjson.encode(e)
-    assert.is_string(e.name, what)
-    assert.is_table(PHASES[e.ph], "unknown phase: " .. what)
-    assert.is_number(e.pid, what)
-    assert.is_number(e.tid, what)
-    for _, field in ipairs(PHASES[e.ph]) do
-      assert.is_not_nil(e[field], field .. " missing: " .. what)
-    end
-    if e.ts then assert.is_true(type(e.ts) == "number" and e.ts >= 0, what) end
-    if e.ph == "X" then
-      assert.is_true(type(e.dur) == "number" and e.dur >= 0, what)
-    elseif e.ph == "f" then
-      assert.equal("e", e.bp, what)
-    end
-  end
-end
-
 -- The events of a trace: task spans by spawn number and by tid, the
 -- names of the tracks, waits (all, and by tid), flows by id.
 local function index(doc)
@@ -184,7 +159,7 @@ describe("a trace of a lab solution", function()
                                            .. plain(out) .. " %((%d+) tasks%)"))
     assert.is_number(ntasks, r.stderr)
     local doc = cjson.decode(readfile(out))
-    checkformat(doc)
+    helpers.checktrace(doc)
     local ix = index(doc)
     assert.equal(ntasks, ix.ntasks)
 
@@ -285,7 +260,7 @@ describe("a trace of a lab solution", function()
     assert.matches("GET http://127%.0%.0%.1:%d+/", json)
     -- the rows: one named track per task, the lab's many kinds of waits
     local doc = cjson.decode(json)
-    checkformat(doc)
+    helpers.checktrace(doc)
     local ix = index(doc)
     assert.equal(ntasks, ix.ntasks)
     assert.is_true(ntasks >= 20, ntasks .. " tasks")

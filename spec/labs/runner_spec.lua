@@ -22,7 +22,7 @@ local function copy()
     "cp -r exercises/lab3 exercises/lab4 " .. q(root .. "/exercises/"),
     "cp -r solutions/lab4 " .. q(root .. "/solutions/"),
     "cp spec/helpers.lua " .. q(root .. "/spec/"),
-    "cp spec/labs/lab4_spec.lua spec/labs/labhelp.lua "
+    "cp spec/labs/lab4_spec.lua spec/labs/labhelp.lua spec/labs/helpers.lua "
       .. q(root .. "/spec/labs/"),
   }, " && ")))
   return root
