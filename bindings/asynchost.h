@@ -36,7 +36,9 @@
 
 /* the metatables of asynchost's userdata (ah_sched.mt) */
 enum { AH_MT_TASK, AH_MT_FUTURE, AH_MT_SEM, AH_MT_BSEM, AH_MT_LOCK,
-       AH_MT_EVENT, AH_MT_QUEUE, AH_NMT };
+       AH_MT_EVENT, AH_MT_QUEUE,
+       AH_MT_TASKGC, AH_MT_FUTUREGC,  /* the same, with a finalizer */
+       AH_NMT };
 
 typedef struct ah_sched ah_sched;
 typedef struct ah_future ah_future;

@@ -740,21 +740,45 @@ static const luaL_Reg futmeth[] = {
 
 static const luaL_Reg taskmetameth[] = {
   {"__tostring", t_tostring},
-  {"__gc", t_gc},
   {NULL, NULL}
 };
 
 static const luaL_Reg futmetameth[] = {
   {"__tostring", u_tostring},
-  {"__gc", u_gc},
   {NULL, NULL}
 };
 
+/* Registers as our k-th metatable a copy of the metatable on top with
+** 'gc' as its finalizer; leaves the stack as it was. */
+static void gcvariant (lua_State *L, ah_sched *S, int k, lua_CFunction gc) {
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, -3)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_pushlightuserdata(L, S);
+  lua_pushcclosure(L, gc, 1);
+  lua_setfield(L, -2, "__gc");
+  ah_regmt(L, S, k);
+  lua_pop(L, 1);
+}
+
 /* Makes the metatables of tasks and futures (with the scheduler, since
-** the first task may come before the module is required). */
+** the first task may come before the module is required).  A finalizer
+** costs every object that has one (Lua keeps such objects on a list of
+** their own and runs a call when they are collected), and ours only
+** matter for a failure nobody retrieved or in debug mode: a task or
+** future gets the variant with __gc when it completes so (ah_completed). */
 void ah_openclasses (lua_State *L, ah_sched *S) {
   ah_newclass(L, S, AH_MT_TASK, AH_TASK_MT, taskmeth, taskmetameth);
   ah_newclass(L, S, AH_MT_FUTURE, AH_FUTURE_MT, futmeth, futmetameth);
+  luaL_getmetatable(L, AH_TASK_MT);
+  gcvariant(L, S, AH_MT_TASKGC, t_gc);
+  luaL_getmetatable(L, AH_FUTURE_MT);
+  gcvariant(L, S, AH_MT_FUTUREGC, u_gc);
+  lua_pop(L, 2);
 }
 
 int luaopen_asynchost_core (lua_State *L) {

@@ -291,6 +291,12 @@ void ah_completed (lua_State *L, ah_sched *S, int i) {
   ah_future *f = (ah_future *)lua_touserdata(L, i);
   ah_waiter *w;
   i = lua_absindex(L, i);
+  if ((f->state == AH_FAILED && !f->retrieved) ||
+      (S->trace != NULL && f->istask)) {  /* its finalizer has work now */
+    lua_rawgeti(L, LUA_REGISTRYINDEX,
+                S->mtref[f->istask ? AH_MT_TASKGC : AH_MT_FUTUREGC]);
+    lua_setmetatable(L, i);
+  }
   while ((w = f->waiters.head) != NULL) {
     ah_delwaiter(&f->waiters, w);
     w->fn(S, w, f);
