@@ -467,13 +467,8 @@ static void gatherwake (ah_sched *S, ah_waiter *w, ah_future *child) {
   lua_getiuservalue(L, gi, 1);  /* results table */
   if (child->state == AH_DONE) {
     if (child->nres > 0) {
-      if (child->istask) {
-        lua_State *co = ((ah_task *)child)->co;
-        lua_pushvalue(co, 1);
-        lua_xmove(co, L, 1);
-      }
-      else {
-        lua_getiuservalue(L, ci, 1);
+      lua_getiuservalue(L, ci, 1);  /* a task's: see 'keepresults' */
+      if (!child->istask || child->nres > 1) {
         lua_rawgeti(L, -1, 1);
         lua_remove(L, -2);
       }

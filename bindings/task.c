@@ -315,21 +315,15 @@ int ah_pushresults (lua_State *L, int i) {
   f->observed = 1;
   switch (f->state) {
     case AH_DONE:
-      if (f->istask) {
-        lua_State *co = ((ah_task *)f)->co;
-        luaL_checkstack(L, n, "too many results");
-        lua_checkstack(co, n);
-        for (k = 1; k <= n; k++)
-          lua_pushvalue(co, k);
-        lua_xmove(co, L, n);
+      luaL_checkstack(L, n + 1, "too many results");
+      lua_getiuservalue(L, i, 1);  /* see 'keepresults' */
+      if (f->istask && n <= 1) {
+        if (n == 0) lua_pop(L, 1);
+        return n;
       }
-      else {
-        luaL_checkstack(L, n, "too many results");
-        lua_getiuservalue(L, i, 1);
-        for (k = 1; k <= n; k++)
-          lua_rawgeti(L, -k, k);
-        lua_remove(L, -n - 1);
-      }
+      for (k = 1; k <= n; k++)
+        lua_rawgeti(L, -k, k);
+      lua_remove(L, -n - 1);
       return n;
     case AH_FAILED:
       f->retrieved = 1;
@@ -348,11 +342,8 @@ int ah_pushresults (lua_State *L, int i) {
 void ah_pusherrorvalue (lua_State *L, int i) {
   ah_future *f = (ah_future *)lua_touserdata(L, i);
   i = lua_absindex(L, i);
-  if (f->istask && f->nres > 0) {
-    lua_State *co = ((ah_task *)f)->co;
-    lua_pushvalue(co, -1);
-    lua_xmove(co, L, 1);
-  }
+  if (f->istask && f->nres > 0)
+    lua_getiuservalue(L, i, 1);  /* see 'keepresults' */
   else if (!f->istask && lua_getiuservalue(L, i, 1) == LUA_TTABLE) {
     lua_rawgeti(L, -1, 1);
     lua_remove(L, -2);
@@ -497,6 +488,30 @@ ah_task *ah_spawn (ah_sched *S, lua_State *L, int base, int nargs) {
   return t;
 }
 
+/* Moves the 'nres' results (or the error) on top of the ended task's
+** coroutine into the task's user value 1, where the coroutine was: one
+** value as itself, several in a table, none as nil.  A done task keeps its
+** results but lets its coroutine go, a ~1.2 KB stack the collector would
+** otherwise go on traversing at every cycle while somebody holds the task
+** (a list of tasks to gather, say).  The task is on top of L. */
+static void keepresults (lua_State *L, ah_task *t, int nres) {
+  lua_State *co = t->co;
+  int k;
+  if (nres > 1) {  /* built in the coroutine, which has them on its stack */
+    lua_checkstack(co, 2);  /* nres < its stack: 'ah_step' popped a frame */
+    lua_createtable(co, nres, 0);
+    lua_insert(co, -nres - 1);
+    for (k = nres; k >= 1; k--)
+      lua_rawseti(co, -k - 1, k);
+    nres = 1;
+  }
+  if (nres == 1) lua_xmove(co, L, 1);
+  else lua_pushnil(L);
+  lua_setiuservalue(L, -2, 1);
+  *(ah_task **)lua_getextraspace(co) = NULL;
+  t->co = NULL;
+}
+
 /* The task has ended; its 'nres' results (or its error) are on top of its
 ** coroutine. */
 static void finish (ah_sched *S, ah_task *t, int nres) {
@@ -505,6 +520,7 @@ static void finish (ah_sched *S, ah_task *t, int nres) {
   t->f.nres = nres;
   if (S->trace) ah_trace_done(S, t);
   ah_pushtask(L, t);
+  keepresults(L, t, nres);
   livedel(L, S, t);
   ah_completed(L, S, -1);
   lua_pop(L, 1);
