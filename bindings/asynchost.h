@@ -106,7 +106,8 @@ typedef struct ah_hookedfuture {
 
 struct ah_task {
   ah_future f;
-  lua_State *co;            /* its coroutine (user value 1 keeps it alive) */
+  lua_State *co;            /* its coroutine (user value 1 keeps it alive);
+                               NULL once done (task.c, keepresults) */
   ah_sched *S;
   /* the current wait */
   ah_unwaitfn unwait;       /* NULL when not waiting */
@@ -130,6 +131,13 @@ struct ah_task {
   unsigned char outcome;    /* state its body ended with */
 };
 
+/* An entry of the timer heap: the key sits beside the task so that
+** sifting reads the heap's own array, not 100,000 scattered tasks. */
+typedef struct ah_heapent {
+  uint64_t deadline;        /* = t->deadline */
+  ah_task *t;
+} ah_heapent;
+
 struct ah_sched {
   lua_State *L;             /* the main thread */
   uv_loop_t *loop;
@@ -141,7 +149,7 @@ struct ah_sched {
   ah_task *current;         /* the running task */
   ah_task **ready;          /* ring buffer of ready tasks */
   size_t rhead, rcount, rcap;
-  ah_task **heap;           /* min-heap on (deadline, seq) */
+  ah_heapent *heap;         /* 4-ary min-heap on (deadline, seq) */
   int nheap, heapcap;
   unsigned int seq;
   int liveref;              /* registry ref of the live-task array */

@@ -353,38 +353,41 @@ void ah_abortwait (ah_sched *S, ah_task *t) {
 ** The timer heap: sleeping tasks ordered by (deadline, seq)
 ** ======================================================= */
 
-static int before (ah_task *a, ah_task *b) {
+/* Comes 'a' before 'b'?  (Equal deadlines, in nanoseconds, are rare: only
+** they look at the tasks.) */
+static int before (const ah_heapent *a, const ah_heapent *b) {
   return a->deadline < b->deadline ||
-         (a->deadline == b->deadline && a->seq < b->seq);
+         (a->deadline == b->deadline && a->t->seq < b->t->seq);
 }
 
-static void heapset (ah_sched *S, int i, ah_task *t) {
-  S->heap[i] = t;
-  t->heapidx = i;
+static void heapset (ah_sched *S, int i, ah_heapent e) {
+  S->heap[i] = e;
+  e.t->heapidx = i;
 }
 
 static void siftup (ah_sched *S, int i) {
-  ah_task *t = S->heap[i];
+  ah_heapent e = S->heap[i];
   while (i > 0) {
-    int p = (i - 1) / 2;
-    if (!before(t, S->heap[p])) break;
+    int p = (i - 1) / 4;
+    if (!before(&e, &S->heap[p])) break;
     heapset(S, i, S->heap[p]);
     i = p;
   }
-  heapset(S, i, t);
+  heapset(S, i, e);
 }
 
 static void siftdown (ah_sched *S, int i) {
-  ah_task *t = S->heap[i];
+  ah_heapent e = S->heap[i];
   for (;;) {
-    int c = 2 * i + 1;
+    int c = 4 * i + 1, k, end = c + 4 < S->nheap ? c + 4 : S->nheap;
     if (c >= S->nheap) break;
-    if (c + 1 < S->nheap && before(S->heap[c + 1], S->heap[c])) c++;
-    if (!before(S->heap[c], t)) break;
+    for (k = c + 1; k < end; k++)  /* the least of up to 4 children */
+      if (before(&S->heap[k], &S->heap[c])) c = k;
+    if (!before(&S->heap[c], &e)) break;
     heapset(S, i, S->heap[c]);
     i = c;
   }
-  heapset(S, i, t);
+  heapset(S, i, e);
 }
 
 static void armtimer (ah_sched *S) {
@@ -394,8 +397,8 @@ static void armtimer (ah_sched *S) {
     return;
   }
   now = uv_hrtime();
-  ms = (S->heap[0]->deadline > now)
-     ? (S->heap[0]->deadline - now + 999999) / 1000000 : 0;
+  ms = (S->heap[0].deadline > now)
+     ? (S->heap[0].deadline - now + 999999) / 1000000 : 0;
   uv_update_time(S->loop);  /* libuv counts from its cached 'now' */
   uv_timer_start(&S->timer, ontimer, ms, 0);
 }
@@ -403,7 +406,7 @@ static void armtimer (ah_sched *S) {
 static void heappush (ah_sched *S, ah_task *t) {
   if (S->nheap == S->heapcap) {
     int ncap = S->heapcap ? S->heapcap * 2 : 64;
-    ah_task **nh = (ah_task **)realloc(S->heap, ncap * sizeof(ah_task *));
+    ah_heapent *nh = (ah_heapent *)realloc(S->heap, ncap * sizeof(*nh));
     if (nh == NULL) {
       fputs("asynchost: not enough memory for timers\n", stderr);
       abort();
@@ -411,21 +414,22 @@ static void heappush (ah_sched *S, ah_task *t) {
     S->heap = nh;
     S->heapcap = ncap;
   }
-  heapset(S, S->nheap++, t);
-  siftup(S, S->nheap - 1);
-  if (S->heap[0] == t)
+  S->heap[S->nheap].deadline = t->deadline;
+  S->heap[S->nheap].t = t;
+  siftup(S, S->nheap++);
+  if (S->heap[0].t == t)
     armtimer(S);
 }
 
 static void heapremove (ah_sched *S, ah_task *t) {
   int i = t->heapidx;
-  ah_task *last;
+  ah_heapent last;
   if (i < 0) return;
   t->heapidx = -1;
   last = S->heap[--S->nheap];
   if (i < S->nheap) {
     heapset(S, i, last);
-    if (i > 0 && before(last, S->heap[(i - 1) / 2]))
+    if (i > 0 && before(&last, &S->heap[(i - 1) / 4]))
       siftup(S, i);
     else
       siftdown(S, i);
@@ -437,8 +441,8 @@ static void heapremove (ah_sched *S, ah_task *t) {
 static void ontimer (uv_timer_t *h) {
   ah_sched *S = (ah_sched *)h->data;
   uint64_t now = uv_hrtime();
-  while (S->nheap > 0 && S->heap[0]->deadline <= now) {
-    ah_task *t = S->heap[0];
+  while (S->nheap > 0 && S->heap[0].deadline <= now) {
+    ah_task *t = S->heap[0].t;
     heapremove(S, t);
     ah_wake(t, AH_WAKE_OK);
   }
