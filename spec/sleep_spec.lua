@@ -41,6 +41,32 @@ describe("sleep", function()
     assert.same({2, 4, 3, 1}, log)
   end)
 
+  it("keeps deadline order among thousands of sleepers, some cancelled", function()
+    local woke, due, ts = {}, {}, {}
+    for i = 1, 3000 do
+      ts[i] = async.spawn(function()
+        local d = (1 + (i * 7919) % 150) / 1000  -- 1 .. 150 ms, shuffled
+        due[i] = async.loop_time() + d
+        async.sleep(d)
+        woke[#woke + 1] = i
+      end)
+    end
+    async.sleep(0.02)
+    local cancelled, n = {}, 0
+    for i = 3, 3000, 3 do  -- out of the heap's middle
+      if ts[i]:cancel() then cancelled[i] = true; n = n + 1 end
+    end
+    assert.is_true(n > 500)
+    async.gather(ts, {return_exceptions = true})
+    assert.equal(3000 - n, #woke)
+    for k = 2, #woke do
+      local a, b = woke[k - 1], woke[k]
+      assert.is_nil(cancelled[a] or cancelled[b])
+      -- due is read just before the sleep computes its own deadline
+      assert.is_true(due[a] <= due[b] + 1e-4, ("%d woke before %d"):format(a, b))
+    end
+  end)
+
   it("accepts math.huge as forever (until cancelled)", function()
     local t = async.spawn(async.sleep, math.huge)
     async.sleep(0.01)

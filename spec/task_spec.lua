@@ -15,6 +15,32 @@ describe("tasks", function()
     assert.is_nil(t:exception())
   end)
 
+  it("keeps any number of results, nils included, after its coroutine is gone", function()
+    local cases = {
+      {n = 0}, {n = 1, nil}, {n = 1, false}, {n = 1, "one"},
+      {n = 3, 1, nil, 3}, {n = 4, nil, nil, nil, nil},
+    }
+    local tasks, coros = {}, setmetatable({}, {__mode = "v"})
+    for k, c in ipairs(cases) do
+      tasks[k] = async.spawn(function()
+        coros[k] = coroutine.running()
+        return table.unpack(c, 1, c.n)
+      end)
+    end
+    async.gather(tasks)
+    collectgarbage(); collectgarbage()
+    assert.is_nil(next(coros))  -- the tasks are held, their coroutines not
+    for k, c in ipairs(cases) do
+      assert.same(c, table.pack(tasks[k]:result()))
+      assert.same(c, table.pack(async.await(tasks[k])))
+    end
+    local all = async.gather(tasks)
+    assert.same({nil, nil, false, "one", 1, nil}, {table.unpack(all, 1, 6)})
+    local failed = async.spawn(function() error("boom", 0) end)
+    assert.equal("boom", select(2, pcall(async.await, failed)))
+    assert.equal("boom", failed:exception())
+  end)
+
   it("create_task is spawn, and task:await() is await(task)", function()
     assert.equal(async.spawn, async.create_task)
     local t = async.create_task(function() return 7 end)
