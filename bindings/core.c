@@ -12,6 +12,7 @@
 typedef struct gnode {  /* a gather's waiter on one child */
   ah_waiter w;
   int idx;              /* 1-based position of the child */
+  int done;             /* the child is done: its slot holds its result */
 } gnode;
 
 typedef struct ah_gather {
@@ -451,6 +452,7 @@ static void gatherwake (ah_sched *S, ah_waiter *w, ah_future *child) {
   lua_State *L = S->L;
   int top = lua_gettop(L), gi, ci;
   g->remaining--;
+  nd->done = 1;
   child->observed = 1;
   if (child->state == AH_FAILED) child->retrieved = 1;
   if (g->f.state != AH_PENDING) {  /* already failed or cancelled */
@@ -459,25 +461,24 @@ static void gatherwake (ah_sched *S, ah_waiter *w, ah_future *child) {
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->ref);
   gi = lua_gettop(L);
-  lua_getiuservalue(L, gi, 2);  /* children */
+  lua_getiuservalue(L, gi, 1);  /* results, and the children not done yet */
   lua_rawgeti(L, -1, nd->idx);
   ci = lua_gettop(L);
-  lua_pushboolean(L, 0);
-  lua_rawseti(L, ci - 1, nd->idx);  /* let the child go */
-  lua_getiuservalue(L, gi, 1);  /* results table */
-  if (child->state == AH_DONE) {
-    if (child->nres > 0) {
+  if (child->state == AH_DONE) {  /* its result takes its place */
+    if (child->nres == 0)
+      lua_pushnil(L);
+    else {
       lua_getiuservalue(L, ci, 1);  /* a task's: see 'keepresults' */
       if (!child->istask || child->nres > 1) {
         lua_rawgeti(L, -1, 1);
         lua_remove(L, -2);
       }
-      lua_rawseti(L, -2, nd->idx);
     }
+    lua_rawseti(L, ci - 1, nd->idx);
   }
   else if (g->retexc) {
     ah_pusherrorvalue(L, ci);
-    lua_rawseti(L, -2, nd->idx);
+    lua_rawseti(L, ci - 1, nd->idx);
   }
   else {  /* the first failure is the gather's */
     lua_createtable(L, 1, 0);
@@ -490,6 +491,7 @@ static void gatherwake (ah_sched *S, ah_waiter *w, ah_future *child) {
     ah_completed(L, S, gi);
   }
   if (g->remaining == 0 && g->f.state == AH_PENDING) {
+    lua_settop(L, ci - 1);  /* the results */
     lua_pushinteger(L, g->n);
     lua_setfield(L, -2, "n");
     g->f.state = AH_DONE;
@@ -514,7 +516,8 @@ static int l_gather (lua_State *L) {
   retexc = lua_toboolean(L, 3);
   luaL_argcheck(L, n >= 0 && n < (1 << 26), 2, "invalid count");
   lua_settop(L, 1);
-  lua_createtable(L, n, 0);  /* 2: children, our copy of the list */
+  lua_createtable(L, n, 1);  /* 2: our copy of the list; each child gives
+                                its place to its result (and 'n' comes) */
   for (k = 1; k <= n; k++) {
     lua_rawgeti(L, 1, k);
     if (lua_type(L, -1) == LUA_TFUNCTION)
@@ -537,10 +540,8 @@ static int l_gather (lua_State *L) {
   g->retexc = retexc;
   ah_setmt(L, S, AH_MT_FUTURE);
   gi = lua_gettop(L);
-  lua_createtable(L, n, 1);  /* results */
-  lua_setiuservalue(L, gi, 1);
   lua_pushvalue(L, 2);
-  lua_setiuservalue(L, gi, 2);
+  lua_setiuservalue(L, gi, 1);
   lua_pushvalue(L, gi);
   g->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   for (k = 1; k <= n; k++) {
@@ -575,10 +576,11 @@ static int l_gather (lua_State *L) {
 void ah_cancelgather (lua_State *L, ah_sched *S, int i, const char *msg) {
   ah_gather *g = (ah_gather *)lua_touserdata(L, i);
   int k;
-  lua_getiuservalue(L, i, 2);
+  lua_getiuservalue(L, i, 1);  /* results, and the children not done yet */
   for (k = 1; k <= g->n; k++) {
-    if (lua_rawgeti(L, -1, k) == LUA_TUSERDATA)
-      ah_cancelfuture(L, S, lua_gettop(L), msg);
+    if (g->nodes[k - 1].done) continue;
+    lua_rawgeti(L, -1, k);
+    ah_cancelfuture(L, S, lua_gettop(L), msg);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);

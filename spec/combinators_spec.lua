@@ -53,6 +53,25 @@ describe("gather", function()
     for i = 1, r.n do sum = sum + r[i] end
     assert.equal(10000 * 10001 / 2, sum)
   end)
+
+  it("lets each child go once done, and cancels only the pending ones", function()
+    local inner = async.spawn(function() async.sleep(0.05); return "inner" end)
+    local seen = setmetatable({}, {__mode = "k"})
+    local g = async.spawn(function()
+      return async.gather(function()
+        seen[async.current_task()] = true
+        return inner  -- a task as a result: not a child to cancel
+      end, function() async.sleep(10) end)
+    end)
+    async.sleep(0.01)
+    collectgarbage(); collectgarbage()
+    assert.is_nil(next(seen))  -- the done child is gone, the gather waits on
+    g:cancel()
+    local ok, err = pcall(async.await, g)
+    assert.is_false(ok)
+    assert.is_true(async.CancelledError:is(err))
+    assert.equal("inner", async.await(inner))
+  end)
 end)
 
 describe("wait", function()
