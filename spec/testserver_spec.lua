@@ -410,7 +410,9 @@ describe("testserver", function()
       f:close()
       return s
     end
-    pid = waitfor(function() return tonumber(read(pidf)) end, "the pid")
+    pid = tonumber(waitfor(function()
+      return (read(pidf) or ""):match("^(%d+)\n")
+    end, "the pid"))
     local port = tonumber(waitfor(function()
       return (read(out) or ""):match("serving on http://127%.0%.0%.1:(%d+)\n")
     end, "'serving on'"))
@@ -421,7 +423,9 @@ describe("testserver", function()
     local ref <close> = ts.start{seed = 42}
     assert.equal(getjson(ref, "/uuid").uuid, uuid)
     os.execute("kill -INT " .. pid)
-    local rc = tonumber(waitfor(function() return read(rcf) end, "the exit"))
+    local rc = tonumber(waitfor(function()  -- the shell creates the file, then writes
+      return (read(rcf) or ""):match("^(%d+)\n")
+    end, "the exit"))
     assert.equal(0, rc, read(err))
     assert.matches("GET /get?via=cli 200", read(out), 1, true)
     assert.equal("\nasynchost serve: stopped\n", read(err))  -- after ^C
