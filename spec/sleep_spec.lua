@@ -56,15 +56,20 @@ describe("sleep", function()
     for i = 3, 3000, 3 do  -- out of the heap's middle
       if ts[i]:cancel() then cancelled[i] = true; n = n + 1 end
     end
-    assert.is_true(n > 500)
+    assert.is_true(n >= 100)  -- most are still asleep
     async.gather(ts, {return_exceptions = true})
     assert.equal(3000 - n, #woke)
+    -- 'due' is read just before the sleep takes its own clock reading; a
+    -- busy machine may preempt the task in between and delay its deadline,
+    -- so a few inversions are allowed: a heap that loses order makes
+    -- hundreds (556 with one child of four left out of the sift).
+    local inversions = 0
     for k = 2, #woke do
       local a, b = woke[k - 1], woke[k]
       assert.is_nil(cancelled[a] or cancelled[b])
-      -- due is read just before the sleep computes its own deadline
-      assert.is_true(due[a] <= due[b] + 1e-4, ("%d woke before %d"):format(a, b))
+      if due[a] > due[b] + 0.005 then inversions = inversions + 1 end
     end
+    assert.is_true(inversions <= 20, inversions .. " sleepers woke out of order")
   end)
 
   it("accepts math.huge as forever (until cancelled)", function()
