@@ -214,6 +214,7 @@ void ah_completed (lua_State *L, ah_sched *S, int i);
 void ah_setfuture (lua_State *L, ah_sched *S, int i, int state, int n);
 int ah_pushresults (lua_State *L, int i);
 void ah_pusherrorvalue (lua_State *L, int i);
+void ah_pushfirstresult (lua_State *L, int i);
 void ah_runcallbacks (ah_sched *S);
 int ah_msgh (lua_State *L);
 int ah_tracemsgh (lua_State *L);

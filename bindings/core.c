@@ -465,15 +465,7 @@ static void gatherwake (ah_sched *S, ah_waiter *w, ah_future *child) {
   lua_rawgeti(L, -1, nd->idx);
   ci = lua_gettop(L);
   if (child->state == AH_DONE) {  /* its result takes its place */
-    if (child->nres == 0)
-      lua_pushnil(L);
-    else {
-      lua_getiuservalue(L, ci, 1);  /* a task's: see 'keepresults' */
-      if (!child->istask || child->nres > 1) {
-        lua_rawgeti(L, -1, 1);
-        lua_remove(L, -2);
-      }
-    }
+    ah_pushfirstresult(L, ci);
     lua_rawseti(L, ci - 1, nd->idx);
   }
   else if (g->retexc) {

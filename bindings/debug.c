@@ -86,12 +86,11 @@ void ah_trace_taskgc (lua_State *L, ah_sched *S, int i) {
   ah_task *t = (ah_task *)lua_touserdata(L, i);
   int nil;
   if (!(S->trace->flags & AH_TRACE_DEBUG) || t->f.state != AH_DONE ||
-      t->f.observed || t->f.nres == 0)
+      t->f.observed)
     return;
-  lua_getiuservalue(L, i, 1);  /* its results: see task.c 'keepresults' */
-  if (t->f.nres > 1) lua_rawgeti(L, -1, 1);
+  ah_pushfirstresult(L, i);
   nil = lua_isnil(L, -1);
-  lua_settop(L, lua_gettop(L) - (t->f.nres > 1 ? 2 : 1));
+  lua_pop(L, 1);
   if (nil) return;
   t->f.observed = 1;
   ah_pushname(L, i);

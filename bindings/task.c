@@ -340,18 +340,25 @@ int ah_pushresults (lua_State *L, int i) {
 
 /* Pushes the error of the failed or cancelled future at 'i'. */
 void ah_pusherrorvalue (lua_State *L, int i) {
-  ah_future *f = (ah_future *)lua_touserdata(L, i);
   i = lua_absindex(L, i);
-  if (f->istask && f->nres > 0)
-    lua_getiuservalue(L, i, 1);  /* see 'keepresults' */
-  else if (!f->istask && lua_getiuservalue(L, i, 1) == LUA_TTABLE) {
-    lua_rawgeti(L, -1, 1);
-    lua_remove(L, -2);
-  }
-  else {
-    if (!f->istask) lua_pop(L, 1);
+  if (((ah_future *)lua_touserdata(L, i))->nres > 0)  /* failed */
+    ah_pushfirstresult(L, i);
+  else {  /* cancelled */
     ah_getextra(L, i, "cancelmsg");
     ah_pusherror(L, "CancelledError", lua_tostring(L, -1));
+    lua_remove(L, -2);
+  }
+}
+
+/* Pushes the first result (or the error) of the done future at 'i', nil
+** if it has none.  A future's user value 1 is a table of its results; a
+** task's is its one result itself, a table of several, or nil (see
+** 'keepresults'). */
+void ah_pushfirstresult (lua_State *L, int i) {
+  ah_future *f = (ah_future *)lua_touserdata(L, i);
+  if (lua_getiuservalue(L, i, 1) == LUA_TTABLE &&
+      (!f->istask || f->nres > 1)) {
+    lua_rawgeti(L, -1, 1);
     lua_remove(L, -2);
   }
 }
